@@ -1,0 +1,755 @@
+"""The Secure Gateway App and Resource classes, on paho-mqtt 2.x.
+
+See docs/sgframework.md for the API and for where this implementation
+deliberately differs from the original one (no blind sleeps, TLS 1.2+,
+reconnection, bad payloads survived).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from sgframework import constants
+from sgframework.constants import (
+    PAYLOAD_FALSE,
+    PAYLOAD_TRUE,
+    PREFIX_COMMAND,
+    PREFIX_COMMANDAVAILABLE,
+    PREFIX_DATA,
+    PREFIX_DATAAVAILABLE,
+    PREFIX_RESOURCEAVAILABLE,
+    SUFFIX_PRESENCE,
+)
+
+InputCallback = Callable[[Any, str, str, str, str], Any]
+ConnectionStatusCallback = Callable[[Any, bool], Any]
+
+_LEGACY_TLS_VERSIONS = {
+    getattr(ssl, name) for name in ("PROTOCOL_TLSv1", "PROTOCOL_TLSv1_1") if hasattr(ssl, name)
+}
+_SESSION_EXPIRY_PERSISTENT = 0xFFFFFFFF
+
+
+def validate_name(name: object, what: str = "name") -> str:
+    """Return ``name`` if it can be one level of an MQTT topic, else raise ``ValueError``.
+
+    A name must be a non-empty string without ``/``, ``+``, ``#`` or NUL.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"The {what} must be a string, not {type(name).__name__}: {name!r}")
+    if not name:
+        raise ValueError(f"The {what} must not be empty")
+    bad = [char for char in constants.FORBIDDEN_NAME_CHARACTERS if char in name]
+    if bad:
+        shown = ", ".join(repr(char) for char in bad)
+        raise ValueError(
+            f"The {what} {name!r} contains {shown}; names must not contain '/', '+', '#' or NUL"
+        )
+    return name
+
+
+def build_topic(prefix: str, servicename: str, signalname: str) -> str:
+    """Join the three levels of a Secure Gateway topic."""
+    return f"{prefix}/{servicename}/{signalname}"
+
+
+@dataclass
+class _Input:
+    """A subscription that leads to a user callback."""
+
+    messagetype: str
+    servicename: str
+    signalname: str
+    callback: InputCallback
+    callback_on_change_only: bool = False
+    echo: bool = False
+    send_echo_as_retained: bool = False
+    defaultvalue: str | None = None
+    last_payload: str | None = None
+
+
+@dataclass
+class _Output:
+    """An outgoing data signal announced with ``dataavailable``."""
+
+    signalname: str
+    defaultvalue: str | None
+    send_data_as_retained: bool
+
+
+class _ReadyTracker:
+    """Counts the SUBACKs and PUBACKs that must arrive before a (re)connection is complete."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()
+        self._collecting = False
+        self.ready = threading.Event()
+
+    def begin(self) -> None:
+        with self._lock:
+            self._pending.clear()
+            self._collecting = True
+            self.ready.clear()
+
+    def expect(self, mid: int) -> None:
+        with self._lock:
+            self._pending.add(mid)
+
+    def done(self, mid: int) -> None:
+        with self._lock:
+            self._pending.discard(mid)
+            self._set_if_complete()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._collecting = False
+            self._set_if_complete()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._pending.clear()
+            self._collecting = False
+            self.ready.clear()
+
+    def _set_if_complete(self) -> None:
+        if not self._collecting and not self._pending:
+            self.ready.set()
+
+
+class App:
+    """App framework for the Secure Gateway.
+
+    Sends commands to any resource and receives data (and availability
+    information) from any resource. An App has no last will.
+
+    :param name: name of the app; for resources also the middle level of their topics.
+    :param host: broker host name.
+    :param port: broker port number (an ``int`` or a string such as ``"1883"``).
+    :param certificate_directory: directory holding ``CA_CERTS``, ``CERTFILE`` and
+        ``KEYFILE`` for mutual TLS, or ``None`` for a plain connection.
+
+    Public attributes (``protocol``, ``tls_version``, ``qos``, ``timeout``,
+    ``keepalive``, ``username``, ``password``, ``tls_insecure``) are read by
+    :meth:`start`; a change takes effect at the next start.
+    """
+
+    CA_CERTS = constants.CA_CERTS
+    CERTFILE = constants.CERTFILE
+    KEYFILE = constants.KEYFILE
+
+    _KIND = "App"
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int | str = constants.DEFAULT_PORT,
+        certificate_directory: str | None = None,
+    ) -> None:
+        self.name = validate_name(name, "name")
+        self.host = host
+        self.port = _parse_port(port)
+        self.certificate_directory = certificate_directory
+        self.protocol: int = mqtt.MQTTv31
+        self.tls_version: int = ssl.PROTOCOL_TLS_CLIENT
+        self.tls_insecure = False
+        self.qos: int = constants.DEFAULT_QOS
+        self.timeout: float = constants.DEFAULT_TIMEOUT
+        self.keepalive: float = constants.DEFAULT_KEEPALIVE_TIME
+        self.username: str | None = None
+        self.password: str | None = None
+        self.max_queued_messages: int = constants.MAX_QUEUED_MESSAGES
+        self.mqttclient: mqtt.Client | None = None
+        self.logger = logging.getLogger(f"sgframework.{self.name}")
+        self.userdata: Any = None
+        self.on_broker_connectionstatus_info: ConnectionStatusCallback | None = None
+        self.last_connection_error: str | None = None
+        """Why the latest connection attempt failed, or ``None`` (an extension)."""
+
+        self._inputs: dict[str, _Input] = {}
+        self._state_lock = threading.RLock()
+        self._ready = _ReadyTracker()
+        self._use_threaded_networking = False
+        self._use_clean_session = True
+        self._connected = False
+        self._loop_socket_open = False
+        self._stopping = False
+        self._next_loop_connect = 0.0
+        self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+
+    # ----------------------------------------------------------------- public API
+
+    def __repr__(self) -> str:
+        return (
+            f"SG App: '{self.name}', connecting to host '{self.host}', port {self.port}. "
+            f"Has {len(self._inputs)} input signals registered."
+        )
+
+    @property
+    def is_connected(self) -> bool:
+        """``True`` while the client has a working connection to the broker (an extension)."""
+        return self._connected
+
+    def register_incoming_data(
+        self,
+        servicename: str,
+        signalname: str,
+        callback: InputCallback,
+        callback_on_change_only: bool = False,
+    ) -> None:
+        """Call ``callback`` for data on ``data/<servicename>/<signalname>``."""
+        self._register_input(
+            _Input(
+                PREFIX_DATA,
+                validate_name(servicename, "servicename"),
+                validate_name(signalname, "signalname"),
+                callback,
+                callback_on_change_only=callback_on_change_only,
+            )
+        )
+
+    def register_incoming_availability(
+        self, prefix: str, servicename: str, signalname: str, callback: InputCallback
+    ) -> None:
+        """Call ``callback`` for availability information on ``<prefix>/<servicename>/<signalname>``.
+
+        ``prefix`` is ``PREFIX_COMMANDAVAILABLE``, ``PREFIX_DATAAVAILABLE`` or
+        ``PREFIX_RESOURCEAVAILABLE``; for the latter ``signalname`` is ignored
+        and the presence topic is used.
+        """
+        allowed = (PREFIX_COMMANDAVAILABLE, PREFIX_DATAAVAILABLE, PREFIX_RESOURCEAVAILABLE)
+        if prefix not in allowed:
+            raise ValueError(f"The prefix must be one of {', '.join(allowed)}, not {prefix!r}")
+        if prefix == PREFIX_RESOURCEAVAILABLE:
+            signalname = SUFFIX_PRESENCE
+        self._register_input(
+            _Input(
+                prefix,
+                validate_name(servicename, "servicename"),
+                validate_name(signalname, "signalname"),
+                callback,
+            )
+        )
+
+    def send_command(
+        self,
+        servicename: str,
+        signalname: str,
+        value: Any,
+        send_command_as_retained: bool = False,
+    ) -> None:
+        """Publish ``str(value)`` on ``command/<servicename>/<signalname>``. Thread safe."""
+        self._require_started("send_command")
+        topic = build_topic(
+            PREFIX_COMMAND,
+            validate_name(servicename, "servicename"),
+            validate_name(signalname, "signalname"),
+        )
+        self._publish(topic, str(value), retain=send_command_as_retained)
+
+    def start(self, use_threaded_networking: bool = False, use_clean_session: bool = True) -> None:
+        """Create the MQTT client and connect to the broker.
+
+        Threaded: returns once connected, subscribed and announced, or after at
+        most ``START_WAIT_TIME`` (1 s) while the broker is unreachable; the
+        client keeps connecting in the background. Not threaded: the first
+        :meth:`loop` call connects. Calling start() again restarts the client.
+        """
+        if self.mqttclient is not None:
+            self.stop()
+        self._use_threaded_networking = use_threaded_networking
+        self._use_clean_session = use_clean_session
+        self._stopping = False
+        self._ready.reset()
+        self.mqttclient = self._create_client()
+        if use_threaded_networking:
+            self._connect_async(self.mqttclient)
+            self.mqttclient.loop_start()
+            self._ready.ready.wait(constants.START_WAIT_TIME)
+        else:
+            self._next_loop_connect = 0.0
+            self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+
+    def loop(self) -> None:
+        """Run network activities once; call it often when not using threaded networking.
+
+        Blocks until network traffic or for at most ``timeout`` seconds. While
+        not connected it tries to connect, with a capped backoff between tries.
+        """
+        client = self._require_started("loop")
+        if self._use_threaded_networking:
+            self.logger.warning("loop() does nothing when using threaded networking")
+            return
+        if not self._loop_socket_open and not self._loop_try_connect(client):
+            return
+        rc = client.loop(timeout=self.timeout)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping:
+            self._loop_socket_open = False
+            self._schedule_loop_reconnect()
+            self._mark_disconnected(f"network loop: {mqtt.error_string(rc)}")
+
+    def stop(self) -> None:
+        """Disconnect from the broker, after a resource's presence ``False`` is acknowledged."""
+        client = self._require_started("stop")
+        self._stopping = True
+        was_connected = self._connected
+        try:
+            if self._connected:
+                self._publish_goodbye(client)
+            client.disconnect()
+            if self._use_threaded_networking:
+                client.loop_stop()
+        finally:
+            self._connected = False
+            self._loop_socket_open = False
+            self.mqttclient = None
+            self._ready.reset()
+        if was_connected:
+            self._notify_connection_status(False)
+
+    def get_descriptive_ascii_art(self) -> str:
+        """Return a multi-line overview of the registered incoming and outgoing topics."""
+        lines = [repr(self), "", "  Incoming topics:"]
+        lines += [f"    --> {topic}" for topic in sorted(self._inputs)] or ["    (none)"]
+        lines += ["", "  Outgoing topics:"]
+        lines += [f"    <-- {topic}" for topic in self._outgoing_topics()] or ["    (none)"]
+        return "\n".join(lines) + "\n"
+
+    # ----------------------------------------------------- hooks for subclasses
+
+    def _outgoing_topics(self) -> list[str]:
+        return []
+
+    def _announce(self, client: mqtt.Client) -> None:
+        """Publish what must be published at every (re)connect; nothing for an App."""
+
+    def _publish_goodbye(self, client: mqtt.Client) -> None:
+        """Publish what must be delivered before a clean disconnect; nothing for an App."""
+
+    def _configure_will(self, client: mqtt.Client) -> None:
+        """Set the last will; an App has none."""
+
+    def _after_callback(self, item: _Input, payload: str, result: Any) -> None:
+        """Act on a callback's return value; the Resource echoes commands."""
+
+    # ------------------------------------------------------------ registration
+
+    def _register_input(self, item: _Input) -> None:
+        topic = build_topic(item.messagetype, item.servicename, item.signalname)
+        with self._state_lock:
+            self._inputs[topic] = item
+        client = self.mqttclient
+        if client is not None and self._connected:
+            client.subscribe(topic, qos=self.qos)
+
+    # ------------------------------------------------------------------ client
+
+    def _create_client(self) -> mqtt.Client:
+        client_id = f"{self.name}-{os.getpid()}" if self._use_clean_session else self.name
+        is_v5 = self.protocol == mqtt.MQTTv5
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=None if is_v5 else self._use_clean_session,
+            protocol=self.protocol,
+        )
+        client.enable_logger(self.logger)
+        client.max_queued_messages_set(self.max_queued_messages)
+        client.reconnect_delay_set(constants.RECONNECT_DELAY_MIN, constants.RECONNECT_DELAY_MAX)
+        if self.certificate_directory is not None:
+            client.tls_set_context(self._create_tls_context())
+            if self.tls_insecure:
+                client.tls_insecure_set(True)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        self._configure_will(client)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _create_tls_context(self) -> ssl.SSLContext:
+        directory = str(self.certificate_directory)
+        paths = [os.path.join(directory, name) for name in (self.CA_CERTS, self.CERTFILE, self.KEYFILE)]
+        for path in paths:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"Certificate file not found: {path} (certificate_directory must hold "
+                    f"{self.CA_CERTS}, {self.CERTFILE} and {self.KEYFILE})"
+                )
+        ca_certs, certfile, keyfile = paths
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_certs)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.tls_version in _LEGACY_TLS_VERSIONS:
+            self.logger.warning(
+                "tls_version %r is obsolete and refused by current brokers; using TLS 1.2 or newer",
+                self.tls_version,
+            )
+        elif self.tls_version == getattr(ssl, "PROTOCOL_TLSv1_2", None):
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(certfile, keyfile)
+        if self.tls_insecure:
+            context.check_hostname = False
+        return context
+
+    def _connect_async(self, client: mqtt.Client) -> None:
+        client.connect_async(self.host, self.port, int(self.keepalive), **self._connect_options())
+
+    def _connect_options(self) -> dict[str, Any]:
+        if self.protocol != mqtt.MQTTv5:
+            return {}
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 0 if self._use_clean_session else _SESSION_EXPIRY_PERSISTENT
+        return {"clean_start": self._use_clean_session, "properties": properties}
+
+    def _loop_try_connect(self, client: mqtt.Client) -> bool:
+        """Try to connect in loop mode when the backoff allows; return True once connecting."""
+        now = time.monotonic()
+        if now < self._next_loop_connect:
+            time.sleep(min(self.timeout, self._next_loop_connect - now))
+            return False
+        try:
+            client.connect(self.host, self.port, int(self.keepalive), **self._connect_options())
+        except (OSError, ssl.SSLError) as error:
+            self._remember_connect_failure(f"cannot connect to {self.host}:{self.port}: {error}")
+            self._schedule_loop_reconnect()
+            return False
+        self._loop_socket_open = True  # on_connect confirms or refutes it on CONNACK
+        return True
+
+    def _schedule_loop_reconnect(self) -> None:
+        self._next_loop_connect = time.monotonic() + self._loop_connect_delay
+        self._loop_connect_delay = min(self._loop_connect_delay * 2, constants.RECONNECT_DELAY_MAX)
+
+    def _publish(self, topic: str, payload: str, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        client = self.mqttclient
+        if client is None:
+            raise ValueError(f"{self.name}: start() the {self._KIND.lower()} before publishing")
+        info = client.publish(topic, payload, qos=self.qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self.logger.warning(
+                "Dropped %s: %d messages already wait for the broker", topic, self.max_queued_messages
+            )
+        elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self.qos == 0:
+            self.logger.warning("Dropped %s: not connected to the broker and qos is 0", topic)
+        return info
+
+    def _require_started(self, method: str) -> mqtt.Client:
+        if self.mqttclient is None:
+            raise ValueError(f"{self.name}: call start() before {method}()")
+        return self.mqttclient
+
+    # ---------------------------------------------------------- paho callbacks
+    # Every callback catches everything: an exception escaping into paho would
+    # end the network loop and the client would silently stop receiving.
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        try:
+            if reason.is_failure:
+                self._remember_connect_failure(f"the broker refused the connection: {reason}")
+                self._mark_disconnected(None)
+                return
+            self.last_connection_error = None
+            self._connected = True
+            self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+            self.logger.info("Connected to the broker at %s:%s", self.host, self.port)
+            self._ready.begin()
+            self._subscribe_all(client)
+            self._announce(client)
+            self._ready.finish()
+            self._notify_connection_status(True)
+        except Exception:
+            self.logger.exception("Error while handling the connection to the broker")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._remember_connect_failure(f"cannot connect to {self.host}:{self.port}")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        try:
+            if self._stopping:
+                self._connected = False
+                return
+            detail = None if reason == 0 else f"disconnected from the broker: {reason}"
+            self._mark_disconnected(detail)
+        except Exception:
+            self.logger.exception("Error while handling a disconnection")
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        for reason in reasons:
+            if getattr(reason, "is_failure", False):
+                self.logger.error("The broker refused a subscription: %s", reason)
+        self._ready.done(mid)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._ready.done(mid)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle_message(message)
+        except Exception:
+            self.logger.exception("Error while handling a message on %r", message.topic)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _subscribe_all(self, client: mqtt.Client) -> None:
+        with self._state_lock:
+            topics = [(topic, self.qos) for topic in self._inputs]
+        if topics:
+            result, mid = client.subscribe(topics)
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                self._ready.expect(mid)
+
+    def _publish_tracked(self, client: mqtt.Client, topic: str, payload: str, retain: bool) -> None:
+        """Publish during (re)connection and count it towards readiness."""
+        info = client.publish(topic, payload, qos=self.qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published():
+            self._ready.expect(info.mid)
+
+    def _handle_message(self, message: mqtt.MQTTMessage) -> None:
+        topic = message.topic
+        levels = topic.split("/")
+        if len(levels) != 3:
+            self.logger.warning("Ignored a message on %r: topics have exactly three levels", topic)
+            return
+        try:
+            payload = message.payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            self.logger.warning("Dropped a message on %r: the payload is not valid UTF-8", topic)
+            return
+        with self._state_lock:
+            item = self._inputs.get(topic)
+            if item is None:
+                self.logger.debug("Ignored a message on unregistered topic %r", topic)
+                return
+            if item.callback_on_change_only and payload == item.last_payload:
+                return
+            item.last_payload = payload
+        messagetype, servicename, signalname = (level.strip() for level in levels)
+        try:
+            result = item.callback(self, messagetype, servicename, signalname, payload)
+        except Exception:
+            self.logger.exception("The callback for %r raised an exception", topic)
+            return
+        self._after_callback(item, payload, result)
+
+    def _notify_connection_status(self, connected: bool) -> None:
+        callback = self.on_broker_connectionstatus_info
+        if callback is None:
+            return
+        try:
+            callback(self, connected)
+        except Exception:
+            self.logger.exception("on_broker_connectionstatus_info raised an exception")
+
+    def _mark_disconnected(self, detail: str | None) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._ready.reset()
+        if detail:
+            self.logger.warning("%s; reconnecting", detail.capitalize())
+        if was_connected:
+            self._notify_connection_status(False)
+
+    def _remember_connect_failure(self, text: str) -> None:
+        hint = ""
+        if "not authorized" in text.lower() or "bad user name or password" in text.lower():
+            hint = " (check username and password)"
+        elif "identifier" in text.lower() and self.protocol == mqtt.MQTTv31:
+            hint = " (MQTTv31 allows client ids of at most 23 characters: use MQTTv311)"
+        message = text + hint
+        if message != self.last_connection_error:
+            self.logger.error("%s", message)
+        self.last_connection_error = message
+
+
+class Resource(App):
+    """Resource framework for the Secure Gateway.
+
+    Receives commands on ``command/<name>/<signal>`` and sends data on
+    ``data/<name>/<signal>``. Announces its commands and data with retained
+    ``commandavailable``/``dataavailable`` messages and its presence with a
+    retained ``resourceavailable/<name>/presence``: ``True`` at every
+    (re)connect, ``False`` on :meth:`stop` and, as last will, by the broker
+    when the connection is lost.
+    """
+
+    _KIND = "Resource"
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int | str = constants.DEFAULT_PORT,
+        certificate_directory: str | None = None,
+    ) -> None:
+        super().__init__(name, host, port, certificate_directory)
+        self._outputs: dict[str, _Output] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"SG Resource: '{self.name}', connecting to host '{self.host}', port {self.port}. "
+            f"Has {len(self._inputs)} incoming and {len(self._outputs)} outgoing topics registered."
+        )
+
+    @property
+    def presence_topic(self) -> str:
+        """``resourceavailable/<name>/presence``, the topic of the last will."""
+        return build_topic(PREFIX_RESOURCEAVAILABLE, self.name, SUFFIX_PRESENCE)
+
+    @property
+    def announced_topics(self) -> list[str]:
+        """Every ``commandavailable``/``dataavailable`` topic this resource announces (an extension)."""
+        with self._state_lock:
+            commands = [item.signalname for item in self._inputs.values() if item.messagetype == PREFIX_COMMAND]
+            outputs = list(self._outputs)
+        return [build_topic(PREFIX_COMMANDAVAILABLE, self.name, s) for s in commands] + [
+            build_topic(PREFIX_DATAAVAILABLE, self.name, s) for s in outputs
+        ]
+
+    def register_incoming_command(
+        self,
+        signalname: str,
+        callback: InputCallback,
+        callback_on_change_only: bool = False,
+        echo: bool = True,
+        send_echo_as_retained: bool = False,
+        defaultvalue: Any = None,
+    ) -> None:
+        """Call ``callback`` for commands on ``command/<name>/<signalname>``.
+
+        With ``echo`` the callback's return value (as ``str``), or the command
+        payload when it returns ``None``, is published on ``data/<name>/<signalname>``.
+        A ``defaultvalue`` other than ``None`` is published there at every (re)connect
+        and is updated by each echo.
+        """
+        item = _Input(
+            PREFIX_COMMAND,
+            self.name,
+            validate_name(signalname, "signalname"),
+            callback,
+            callback_on_change_only=callback_on_change_only,
+            echo=echo,
+            send_echo_as_retained=send_echo_as_retained,
+            defaultvalue=None if defaultvalue is None else str(defaultvalue),
+        )
+        self._register_input(item)
+        self._announce_if_connected(build_topic(PREFIX_COMMANDAVAILABLE, self.name, signalname))
+
+    def register_outgoing_data(
+        self, signalname: str, defaultvalue: Any = None, send_data_as_retained: bool = False
+    ) -> None:
+        """Announce ``data/<name>/<signalname>``; send on it with :meth:`send_data`.
+
+        A ``defaultvalue`` other than ``None`` is published at every (re)connect
+        and is updated by :meth:`send_data`.
+        """
+        validate_name(signalname, "signalname")
+        with self._state_lock:
+            self._outputs[signalname] = _Output(
+                signalname, None if defaultvalue is None else str(defaultvalue), send_data_as_retained
+            )
+        self._announce_if_connected(build_topic(PREFIX_DATAAVAILABLE, self.name, signalname))
+
+    def send_data(self, signalname: str, value: Any) -> None:
+        """Publish ``str(value)`` on ``data/<name>/<signalname>``. Thread safe.
+
+        An unregistered signal is sent non-retained, with a warning.
+        """
+        self._require_started("send_data")
+        topic = build_topic(PREFIX_DATA, self.name, validate_name(signalname, "signalname"))
+        payload = str(value)
+        with self._state_lock:
+            output = self._outputs.get(signalname)
+            if output is not None and output.defaultvalue is not None:
+                output.defaultvalue = payload
+        if output is None:
+            self.logger.warning("send_data() on %r, which is not registered with register_outgoing_data()", topic)
+        self._publish(topic, payload, retain=bool(output and output.send_data_as_retained))
+
+    # ---------------------------------------------------- App hooks overridden
+
+    def _outgoing_topics(self) -> list[str]:
+        with self._state_lock:
+            echoes = [
+                build_topic(PREFIX_DATA, self.name, item.signalname)
+                for item in self._inputs.values()
+                if item.messagetype == PREFIX_COMMAND and item.echo
+            ]
+            data = [build_topic(PREFIX_DATA, self.name, name) for name in self._outputs]
+        return sorted(set(echoes + data)) + sorted(self.announced_topics) + [self.presence_topic]
+
+    def _configure_will(self, client: mqtt.Client) -> None:
+        client.will_set(self.presence_topic, PAYLOAD_FALSE, qos=self.qos, retain=True)
+
+    def _announce(self, client: mqtt.Client) -> None:
+        self._publish_tracked(client, self.presence_topic, PAYLOAD_TRUE, retain=True)
+        for topic in self.announced_topics:
+            self._publish_tracked(client, topic, PAYLOAD_TRUE, retain=True)
+        for topic, payload, retain in self._defaults():
+            self._publish_tracked(client, topic, payload, retain)
+
+    def _defaults(self) -> list[tuple[str, str, bool]]:
+        with self._state_lock:
+            commands = [
+                (build_topic(PREFIX_DATA, self.name, item.signalname), item.defaultvalue, item.send_echo_as_retained)
+                for item in self._inputs.values()
+                if item.messagetype == PREFIX_COMMAND and item.defaultvalue is not None
+            ]
+            data = [
+                (build_topic(PREFIX_DATA, self.name, out.signalname), out.defaultvalue, out.send_data_as_retained)
+                for out in self._outputs.values()
+                if out.defaultvalue is not None
+            ]
+        return commands + data  # type: ignore[return-value]
+
+    def _publish_goodbye(self, client: mqtt.Client) -> None:
+        info = client.publish(self.presence_topic, PAYLOAD_FALSE, qos=self.qos, retain=True)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return
+        deadline = time.monotonic() + constants.STOP_WAIT_TIME
+        if self._use_threaded_networking:
+            info.wait_for_publish(constants.STOP_WAIT_TIME)
+            return
+        while not info.is_published() and time.monotonic() < deadline:
+            if client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+
+    def _after_callback(self, item: _Input, payload: str, result: Any) -> None:
+        if item.messagetype != PREFIX_COMMAND or not item.echo:
+            return
+        echo = payload if result is None else str(result)
+        with self._state_lock:
+            if item.defaultvalue is not None:
+                item.defaultvalue = echo
+        self._publish(build_topic(PREFIX_DATA, self.name, item.signalname), echo, retain=item.send_echo_as_retained)
+
+    def _announce_if_connected(self, topic: str) -> None:
+        client = self.mqttclient
+        if client is not None and self._connected:
+            client.publish(topic, PAYLOAD_TRUE, qos=self.qos, retain=True)
+
+
+def _parse_port(port: int | str) -> int:
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"The port must be a whole number from 1 to 65535, not {port!r}") from None
+    if not 1 <= number <= 65535:
+        raise ValueError(f"The port must be a whole number from 1 to 65535, not {port!r}")
+    return number

@@ -1,0 +1,171 @@
+"""A private, loopback-only MQTT broker: sghost's embedded broker and the tests' broker.
+
+``mosquitto`` from PATH (or /usr/sbin) is run with a generated configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+INSTALL_HINT = (
+    "no MQTT broker found for the embedded broker: install mosquitto "
+    "(Debian/Raspberry Pi OS: 'apt-get install mosquitto'), or 'pip install sghost[broker]' for amqtt, "
+    "or set [broker] embedded = false and point [broker] host/port at a running broker"
+)
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started."""
+
+
+def find_mosquitto() -> str | None:
+    """Return the path of the mosquitto executable, or ``None``."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Wait until something accepts TCP connections on ``host:port``; return whether it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.01)  # the broker is starting; nothing to wait on but the port itself
+    return False
+
+
+class MosquittoBroker:
+    """A mosquitto process on a loopback port, with a generated configuration.
+
+    :param port: the port; a free one is chosen when ``None``.
+    :param extra_config: lines appended to the listener's configuration
+        (TLS, password file, ACL), e.g. ``["require_certificate true"]``.
+    :param allow_anonymous: whether clients without a username may connect.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        extra_config: list[str] | None = None,
+        allow_anonymous: bool = True,
+        workdir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        executable = find_mosquitto()
+        if executable is None:
+            raise BrokerError(INSTALL_HINT)
+        self.executable = executable
+        self.host = LOOPBACK
+        self.port = port if port is not None else free_port()
+        self.extra_config = list(extra_config or [])
+        self.allow_anonymous = allow_anonymous
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sghost-broker-"))
+        self.config_path = self.workdir / "mosquitto.conf"
+        self.log_path = self.workdir / "mosquitto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def config_text(self) -> str:
+        lines = [
+            "per_listener_settings false",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
+            "persistence false",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+            "connection_messages true",
+            f"listener {self.port} {self.host}",
+            "set_tcp_nodelay true",
+            *self.extra_config,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the broker and wait until it accepts connections."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        self.process = subprocess.Popen(
+            [self.executable, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BrokerError(self._failure_text())
+            if wait_for_port(self.host, self.port, 0.2):
+                return
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the broker by its PID and wait until it has exited."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
+        if process.stderr:
+            process.stderr.close()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start the broker on the same port, as a short outage does."""
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _failure_text(self) -> str:
+        stderr = self.process.stderr.read().decode(errors="replace") if self.process and self.process.stderr else ""
+        detail = (stderr.strip() or self.log_text().strip()).splitlines()[-3:]
+        return f"mosquitto exited at start ({self.config_path}): " + " | ".join(detail)
+
+    def __enter__(self) -> MosquittoBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
