@@ -187,6 +187,7 @@ class App:
         self._connected = False
         self._loop_socket_open = False
         self._stopping = False
+        self._refused = False
         self._next_loop_connect = 0.0
         self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
 
@@ -299,7 +300,8 @@ class App:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping:
             self._loop_socket_open = False
             self._schedule_loop_reconnect()
-            self._mark_disconnected(f"network loop: {mqtt.error_string(rc)}")
+            if self._connected:  # else _on_disconnect has already reported it
+                self._mark_disconnected(f"network loop: {mqtt.error_string(rc)}")
 
     def stop(self) -> None:
         """Disconnect from the broker, after a resource's presence ``False`` is acknowledged."""
@@ -366,7 +368,7 @@ class App:
             clean_session=None if is_v5 else self._use_clean_session,
             protocol=self.protocol,
         )
-        client.enable_logger(self.logger)
+        client.on_log = self._on_paho_log
         client.max_queued_messages_set(self.max_queued_messages)
         client.reconnect_delay_set(constants.RECONNECT_DELAY_MIN, constants.RECONNECT_DELAY_MAX)
         if self.certificate_directory is not None:
@@ -463,6 +465,7 @@ class App:
         try:
             if reason.is_failure:
                 self._remember_connect_failure(f"the broker refused the connection: {reason}")
+                self._refused = True
                 self._mark_disconnected(None)
                 return
             self.last_connection_error = None
@@ -485,10 +488,28 @@ class App:
             if self._stopping:
                 self._connected = False
                 return
+            if not self._connected:
+                # Closed before a successful CONNACK: a refusal already said why;
+                # otherwise the broker hung up, e.g. a TLS listener and no TLS.
+                if not self._refused:
+                    self._remember_connect_failure(
+                        f"the broker at {self.host}:{self.port} closed the connection before accepting it "
+                        f"({reason}); if it expects TLS, set certificate_directory; see the broker's log"
+                    )
+                self._refused = False
+                self._ready.reset()
+                return
             detail = None if reason == 0 else f"disconnected from the broker: {reason}"
             self._mark_disconnected(detail)
         except Exception:
             self.logger.exception("Error while handling a disconnection")
+
+    def _on_paho_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        # paho 2.2's network thread logs "Client is not connected" as an error at
+        # every clean disconnect; that is routine while stop() runs.
+        if self._stopping and text.startswith("Client is not connected"):
+            level = mqtt.MQTT_LOG_DEBUG
+        self.logger.log(mqtt.LOGGING_LEVEL.get(level, logging.DEBUG), "paho: %s", text)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
         for reason in reasons:

@@ -1,0 +1,1 @@
+"""Helpers for the sgframework tests: certificate generation and resource processes."""
