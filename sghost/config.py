@@ -1,0 +1,773 @@
+"""The manifest (``hostconfig.toml``): parsed with tomllib and validated into typed configuration.
+
+:func:`load_manifest` checks every key and raises :class:`ManifestError` with every
+problem at once, one per line, each as ``<file>: <key path>: <what is wrong>; <what is
+expected>``, for example::
+
+    hostconfig.toml: resources.taxisign.restrat: unknown key; did you mean "restart"?
+
+Relative paths in the manifest are relative to the manifest's directory. A resource
+with ``enabled = false`` gets the same key, type and range checks as any other, but its
+environment is not checked (its type need not be installed, its certificate files need
+not exist and its settings are not handed to the plugin's check), since it is not started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from sgframework import constants
+from sgframework.framework import validate_name
+from sghost.suggest import did_you_mean
+
+RESTART_CHOICES = ("always", "on-failure", "never")
+"""The values of ``restart``."""
+PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
+"""The values of ``[broker] protocol``."""
+CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
+"""The files a ``certificate_directory`` must hold."""
+TABLES = ("host", "broker", "defaults", "resources")
+"""The top-level tables of a manifest."""
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The broker hosts allowed with ``embedded = true`` (the embedded broker listens on loopback only)."""
+
+CheckSettings = Callable[[str, str, Mapping[str, Any]], list[str]]
+"""``check_settings(resource_name, type, settings)`` returns the problems of a resource's settings."""
+
+
+class ManifestError(Exception):
+    """The manifest cannot be used; ``problems`` lists every reason, one line each.
+
+    ``str(error)`` is all problems, one per line. ``path`` is the manifest's absolute path.
+    """
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.path = path
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a resource is restarted; from ``[defaults]``, each key overridable per resource."""
+
+    restart: str = "always"
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    stop_timeout: float = 5.0
+    watchdog: float = 0.0
+    max_memory_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """The ``[broker]`` table: where and how every resource connects.
+
+    Holds the password file's path, never the password: read it with :meth:`read_password`
+    when connecting, so it appears in no repr, log or health report.
+    """
+
+    host: str = "localhost"
+    port: int = constants.DEFAULT_PORT
+    embedded: bool = False
+    certificate_directory: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    qos: int = constants.DEFAULT_QOS
+    keepalive: int = constants.DEFAULT_KEEPALIVE_TIME
+    protocol: str = "MQTTv311"
+    tls_insecure: bool = False
+
+    def read_password(self) -> str | None:
+        """Return the password from ``password_file`` without its trailing newline, or None without one."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """One ``[resources.<name>]`` table.
+
+    ``table`` is the table as written in the manifest (for :meth:`fingerprint`);
+    ``settings`` is a copy of its ``settings`` table, handed to the plugin as-is.
+    """
+
+    name: str
+    type: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    certificate_directory: Path | None = None
+    enabled: bool = True
+    table: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def fingerprint(self) -> str:
+        """Return a stable hash of the resource's table: a changed table gives a different value.
+
+        A change of ``[defaults]`` alone leaves it unchanged; compare ``policy`` for that.
+        """
+        source = self.table or {
+            "type": self.type,
+            "enabled": self.enabled,
+            "settings": self.settings,
+            **dataclasses.asdict(self.policy),
+        }
+        document = {"name": self.name, "table": source, "certificate_directory": self.certificate_directory}
+        text = json.dumps(document, sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """A whole validated manifest.
+
+    ``warnings`` holds lines (same format as problems) about valid but risky settings,
+    such as ``tls_insecure = true``; log them at every start.
+    """
+
+    path: Path
+    name: str = "sghost"
+    health_interval: float = 5.0
+    remote_control: bool = False
+    log_dir: Path | None = None
+    log_max_bytes: int = 1_048_576
+    log_backups: int = 3
+    runtime_dir: Path | None = None
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    defaults: RestartPolicy = field(default_factory=RestartPolicy)
+    resources: dict[str, ResourceConfig] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Problem collection and value parsers
+
+_BAD: Any = object()
+"""Returned by a parser for an invalid value, after it recorded the problem."""
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(*parts: str) -> str:
+    """Return a TOML key path, quoting the parts that are not bare keys."""
+    return ".".join(part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False) for part in parts)
+
+
+def _show(value: Any) -> str:
+    """Return a value as TOML would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    """Return a value and its TOML type, for 'got ...' messages."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    kinds = {bool: "a boolean", str: "a string", int: "an integer", float: "a float"}
+    kind = kinds.get(type(value), "a date/time")
+    return f"{_show(value)} ({kind})"
+
+
+class _Problems:
+    """Collects problem lines for one manifest file."""
+
+    def __init__(self, shown: str, base: Path) -> None:
+        self.shown = shown
+        self.base = base
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+
+    def add(self, keypath: str, message: str) -> Any:
+        """Record ``<file>: <keypath>: <message>`` and return the invalid-value sentinel."""
+        self.lines.append(f"{self.shown}: {keypath}: {message}")
+        return _BAD
+
+    def warn(self, keypath: str, message: str) -> None:
+        """Record a warning line."""
+        self.warnings.append(f"{self.shown}: {keypath}: {message}")
+
+    def wrong_type(self, keypath: str, value: Any, expected: str) -> Any:
+        """Record a value of the wrong TOML type."""
+        return self.add(keypath, f"got {_describe(value)}; expected {expected}")
+
+    def unknown_key(self, keypath: str, key: str, allowed: Collection[str], hint: str = "") -> None:
+        """Record an unknown key, suggesting the closest allowed one."""
+        suggestion = did_you_mean(key, allowed)
+        if suggestion:
+            self.add(keypath, f"unknown key; {suggestion}")
+        else:
+            self.add(keypath, f"unknown key; expected one of: {', '.join(allowed)}{hint}")
+
+
+Parser = Callable[[_Problems, str, Any], Any]
+
+
+def _is_number(value: Any) -> bool:
+    """Return True for a TOML integer or float (a boolean is neither)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(lower: float, *, strict: bool) -> Parser:
+    """Parse a finite number (int or float) that is > ``lower`` (strict) or >= it."""
+    expected = f"a number {'>' if strict else '>='} {lower:g}"
+
+    def parse(problems: _Problems, keypath: str, value: Any) -> Any:
+        if not _is_number(value):
+            return problems.wrong_type(keypath, value, expected)
+        if not math.isfinite(value):
+            return problems.add(keypath, f"{_show(value)} is not a finite number; expected {expected}")
+        if value < lower or (strict and value == lower):
+            return problems.add(keypath, f"{_show(value)} is out of range; expected {expected}")
+        return float(value)
+
+    return parse
+
+
+def _integer(lower: int, upper: int | None = None) -> Parser:
+    """Parse an integer in ``lower..upper`` (inclusive; no upper bound when None)."""
+    expected = f"an integer >= {lower}" if upper is None else f"an integer from {lower} to {upper}"
+
+    def parse(problems: _Problems, keypath: str, value: Any) -> Any:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return problems.wrong_type(keypath, value, expected)
+        if value < lower or (upper is not None and value > upper):
+            return problems.add(keypath, f"{value} is out of range; expected {expected}")
+        return value
+
+    return parse
+
+
+def _boolean(problems: _Problems, keypath: str, value: Any) -> Any:
+    """Parse true or false."""
+    if not isinstance(value, bool):
+        return problems.wrong_type(keypath, value, "true or false")
+    return value
+
+
+def _string(problems: _Problems, keypath: str, value: Any) -> Any:
+    """Parse a non-empty string."""
+    if not isinstance(value, str):
+        return problems.wrong_type(keypath, value, "a string")
+    if not value:
+        return problems.add(keypath, "empty string; expected a non-empty string")
+    return value
+
+
+def _choice(what: str, options: tuple[str, ...]) -> Parser:
+    """Parse one of ``options``; ``what`` names the kind of value in messages."""
+    expected = "one of " + ", ".join(f'"{option}"' for option in options)
+
+    def parse(problems: _Problems, keypath: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return problems.wrong_type(keypath, value, f"a string, {expected}")
+        if value not in options:
+            suggestion = did_you_mean(value, options)
+            tail = f"; {suggestion}" if suggestion else ""
+            return problems.add(keypath, f"{_show(value)} is not {what}; expected {expected}{tail}")
+        return value
+
+    return parse
+
+
+def _path(problems: _Problems, keypath: str, value: Any) -> Any:
+    """Parse a path, relative to the manifest's directory unless absolute (``~`` expands)."""
+    if not isinstance(value, str):
+        return problems.wrong_type(keypath, value, "a string (a path)")
+    if not value:
+        return problems.add(keypath, "empty path; expected a path to a file or directory")
+    return problems.base / Path(value).expanduser()
+
+
+def _name_problem(name: str, what: str) -> str | None:
+    """Return why ``name`` is not a valid MQTT name, or None if it is one."""
+    try:
+        validate_name(name, what)
+    except ValueError:
+        if not name:
+            return f"empty {what}; expected a non-empty MQTT name"
+        bad = " and ".join(repr(char) for char in constants.FORBIDDEN_NAME_CHARACTERS if char in name)
+        return f"invalid {what} {_show(name)}: contains {bad}; expected an MQTT name without '/', '+', '#' or NUL"
+    return None
+
+
+def _mqtt_name(problems: _Problems, keypath: str, value: Any) -> Any:
+    """Parse a string that can be one level of an MQTT topic."""
+    if not isinstance(value, str):
+        return problems.wrong_type(keypath, value, "a string (an MQTT name)")
+    reason = _name_problem(value, "name")
+    return value if reason is None else problems.add(keypath, reason)
+
+
+def _read_table(
+    problems: _Problems, parts: tuple[str, ...], table: Mapping[str, Any], specs: Mapping[str, Parser], hint: str = ""
+) -> dict[str, Any]:
+    """Parse every key of ``table`` with its parser; return the valid values by key."""
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        keypath = _key(*parts, key)
+        parser = specs.get(key)
+        if parser is None:
+            problems.unknown_key(keypath, key, list(specs), hint)
+            continue
+        parsed = parser(problems, keypath, value)
+        if parsed is not _BAD:
+            values[key] = parsed
+    return values
+
+
+def _as_table(problems: _Problems, parts: tuple[str, ...], value: Any) -> dict[str, Any] | None:
+    """Return ``value`` if it is a table, else record a problem and return None."""
+    if isinstance(value, dict):
+        return value
+    header = _key(*parts)
+    problems.wrong_type(header, value, f"a table ([{header}])")
+    return None
+
+
+# ---------------------------------------------------------------------------
+# File checks
+
+
+def _check_certificate_directory(problems: _Problems, keypath: str, directory: Path) -> None:
+    """Record a problem unless ``directory`` holds the three certificate files."""
+    expected = "expected a directory holding " + ", ".join(CERTIFICATE_FILES)
+    if not directory.exists():
+        problems.add(keypath, f"directory not found: {directory}; {expected}")
+    elif not directory.is_dir():
+        problems.add(keypath, f"{directory} is not a directory; {expected}")
+    else:
+        for name in CERTIFICATE_FILES:
+            if not (directory / name).is_file():
+                problems.add(keypath, f"missing file {directory / name}; {expected}")
+
+
+def _check_password_file(problems: _Problems, keypath: str, path: Path) -> None:
+    """Record a problem unless ``path`` is a file that only its owner can read or write."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        problems.add(keypath, f"file not found: {path}; expected a file holding the broker password")
+        return
+    except OSError as error:
+        problems.add(keypath, f"cannot access {path}: {error.strerror}; expected a readable file")
+        return
+    if not stat.S_ISREG(mode):
+        problems.add(keypath, f"{path} is not a regular file; expected a file holding the broker password")
+    elif mode & 0o077:
+        problems.add(
+            keypath,
+            f"{path} is readable or writable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"expected mode 0600: run chmod 600 {path}",
+        )
+    elif not os.access(path, os.R_OK):
+        problems.add(keypath, f"cannot read {path}: permission denied; expected a file this user can read")
+
+
+def _check_directory(problems: _Problems, keypath: str, path: Path) -> None:
+    """Record a problem if ``path`` exists but is not a directory (a missing one is created later)."""
+    if path.exists() and not path.is_dir():
+        problems.add(keypath, f"{path} is not a directory; expected a directory (created if missing)")
+
+
+# ---------------------------------------------------------------------------
+# Tables
+
+_POLICY_SPECS: dict[str, Parser] = {
+    "restart": _choice("a restart policy", RESTART_CHOICES),
+    "backoff_initial": _number(0, strict=True),
+    "backoff_max": _number(0, strict=True),
+    "max_restarts": _integer(1),
+    "restart_window": _number(0, strict=True),
+    "stop_timeout": _number(0, strict=True),
+    "watchdog": _number(0, strict=False),
+    "max_memory_mb": _number(0, strict=False),
+}
+
+_HOST_SPECS: dict[str, Parser] = {
+    "name": _mqtt_name,
+    "health_interval": _number(0, strict=True),
+    "remote_control": _boolean,
+    "log_dir": _path,
+    "log_max_bytes": _integer(1024),
+    "log_backups": _integer(0, 100),
+    "runtime_dir": _path,
+}
+
+_BROKER_SPECS: dict[str, Parser] = {
+    "host": _string,
+    "port": _integer(1, 65535),
+    "embedded": _boolean,
+    "certificate_directory": _path,
+    "username": _string,
+    "password_file": _path,
+    "qos": _integer(0, 2),
+    "keepalive": _integer(1, 65535),
+    "protocol": _choice("an MQTT protocol version", PROTOCOLS),
+    "tls_insecure": _boolean,
+}
+
+_RESOURCE_SPECS: dict[str, Parser] = {
+    "type": _string,
+    "enabled": _boolean,
+    "settings": lambda problems, keypath, value: value,  # checked in _read_resource
+    "certificate_directory": _path,
+    **_POLICY_SPECS,
+}
+
+
+def _merge_policy(
+    problems: _Problems, parts: tuple[str, ...], values: Mapping[str, Any], base: RestartPolicy
+) -> RestartPolicy:
+    """Return ``base`` with the policy keys of ``values``; check backoff_max >= backoff_initial."""
+    own = {key: value for key, value in values.items() if key in _POLICY_SPECS}
+    policy = dataclasses.replace(base, **own)
+    if policy.backoff_max < policy.backoff_initial:
+        if "backoff_max" in own:
+            problems.add(
+                _key(*parts, "backoff_max"),
+                f"{policy.backoff_max:g} is less than backoff_initial {policy.backoff_initial:g}; "
+                "expected backoff_max >= backoff_initial",
+            )
+        elif "backoff_initial" in own:
+            problems.add(
+                _key(*parts, "backoff_initial"),
+                f"{policy.backoff_initial:g} is more than backoff_max {policy.backoff_max:g}; "
+                "expected backoff_initial <= backoff_max",
+            )
+    return policy
+
+
+def _read_host(problems: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
+    """Parse ``[host]`` into HostConfig keyword arguments."""
+    values = _read_table(problems, ("host",), table, _HOST_SPECS)
+    for key in ("log_dir", "runtime_dir"):
+        if key in values:
+            _check_directory(problems, _key("host", key), values[key])
+    return values
+
+
+def _read_broker(problems: _Problems, table: Mapping[str, Any]) -> BrokerConfig:
+    """Parse ``[broker]``, checking its certificate and password files."""
+    values = _read_table(problems, ("broker",), table, _BROKER_SPECS)
+    if "certificate_directory" in values:
+        _check_certificate_directory(problems, "broker.certificate_directory", values["certificate_directory"])
+    if "password_file" in values:
+        _check_password_file(problems, "broker.password_file", values["password_file"])
+        if "username" not in table:
+            problems.add("broker.password_file", "set without broker.username; expected broker.username as well")
+    broker = BrokerConfig(**values)
+    if broker.embedded and broker.host not in LOOPBACK_HOSTS:
+        problems.add(
+            "broker.host",
+            f"{_show(broker.host)} with embedded = true; expected one of "
+            + ", ".join(f'"{host}"' for host in LOOPBACK_HOSTS)
+            + " (the embedded broker listens on loopback only)",
+        )
+    if broker.tls_insecure:
+        problems.warn("broker.tls_insecure", "true: the broker's certificate is not verified; use it only for testing")
+    return broker
+
+
+@dataclass
+class _ResourceContext:
+    """What every resource table is checked against."""
+
+    host_name: str
+    defaults: RestartPolicy
+    known_types: Collection[str] | None
+    check_settings: CheckSettings | None
+
+
+def _check_type(problems: _Problems, keypath: str, type_name: str, known_types: Collection[str]) -> bool:
+    """Record a problem and return False if ``type_name`` is not an installed resource type."""
+    if type_name in known_types:
+        return True
+    installed = ", ".join(sorted(known_types)) or "none (install a plugin that provides it)"
+    suggestion = did_you_mean(type_name, known_types)
+    tail = f"; {suggestion}" if suggestion else ""
+    problems.add(keypath, f"unknown resource type {_show(type_name)}; installed types: {installed}{tail}")
+    return False
+
+
+def _missing_type(problems: _Problems, keypath: str, known_types: Collection[str] | None) -> None:
+    """Record a resource table without ``type``."""
+    message = 'missing key "type"; expected type = "<resource type>" naming an installed plugin'
+    if known_types is not None:
+        message += "; installed types: " + (", ".join(sorted(known_types)) or "none")
+    problems.add(keypath, message)
+
+
+def _run_check_settings(
+    problems: _Problems, name: str, type_name: str, settings: dict[str, Any], check: CheckSettings
+) -> None:
+    """Record the problems the plugin's settings check reports, under ``resources.<name>.settings``."""
+    keypath = _key("resources", name, "settings")
+    try:
+        found = list(check(name, type_name, settings))
+    except Exception as error:
+        problems.add(
+            keypath,
+            f"the settings check of type {_show(type_name)} failed with {type(error).__name__}: {error}; "
+            "expected the plugin to report problems, not raise (a bug in the plugin)",
+        )
+        return
+    for problem in found:
+        problems.add(keypath, " ".join(str(problem).splitlines()))
+
+
+def _read_settings(problems: _Problems, name: str, value: Any) -> dict[str, Any] | None:
+    """Return a deep copy of a resource's ``settings`` table, or None if it is not a table."""
+    table = _as_table(problems, ("resources", name, "settings"), value)
+    return None if table is None else _deepcopy(table)
+
+
+def _deepcopy(value: Any) -> Any:
+    """Copy nested TOML tables and arrays (their leaves are immutable)."""
+    if isinstance(value, dict):
+        return {key: _deepcopy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(item) for item in value]
+    return value
+
+
+def _read_resource(problems: _Problems, name: str, raw: Any, context: _ResourceContext) -> ResourceConfig | None:
+    """Parse one ``[resources.<name>]`` table; None if it is not a table."""
+    parts = ("resources", name)
+    reason = _name_problem(name, "resource name")
+    if reason is not None:
+        problems.add(_key(*parts), reason)
+    elif name == context.host_name:
+        problems.add(
+            _key(*parts),
+            f"same name as [host] name {_show(name)}; expected a different name (they would share topics)",
+        )
+    table = _as_table(problems, parts, raw)
+    if table is None:
+        return None
+    hint = f" (plugin settings go under [{_key(*parts, 'settings')}])"
+    values = _read_table(problems, parts, table, _RESOURCE_SPECS, hint)
+    settings = _read_settings(problems, name, table["settings"]) if "settings" in table else {}
+    if "type" not in table:
+        _missing_type(problems, _key(*parts), context.known_types)
+    enabled = values.get("enabled", True)
+    type_name = values.get("type")
+    if enabled:
+        _check_environment(problems, name, values, settings, context)
+    policy = _merge_policy(problems, parts, values, context.defaults)
+    return ResourceConfig(
+        name=name,
+        type=type_name or "",
+        settings=settings or {},
+        policy=policy,
+        certificate_directory=values.get("certificate_directory"),
+        enabled=enabled,
+        table=_deepcopy(table),
+    )
+
+
+def _check_environment(
+    problems: _Problems,
+    name: str,
+    values: Mapping[str, Any],
+    settings: dict[str, Any] | None,
+    context: _ResourceContext,
+) -> None:
+    """Check what an enabled resource needs to start: its type, certificates and settings."""
+    if "certificate_directory" in values:
+        keypath = _key("resources", name, "certificate_directory")
+        _check_certificate_directory(problems, keypath, values["certificate_directory"])
+    type_name = values.get("type")
+    if type_name is None:
+        return
+    if context.known_types is not None and not _check_type(
+        problems, _key("resources", name, "type"), type_name, context.known_types
+    ):
+        return
+    if context.check_settings is not None and settings is not None:
+        _run_check_settings(problems, name, type_name, settings, context.check_settings)
+
+
+def _read_resources(problems: _Problems, raw: Any, context: _ResourceContext) -> dict[str, ResourceConfig]:
+    """Parse ``[resources]``: every sub-table, in manifest order."""
+    table = _as_table(problems, ("resources",), raw)
+    resources: dict[str, ResourceConfig] = {}
+    for name, value in (table or {}).items():
+        resource = _read_resource(problems, name, value, context)
+        if resource is not None:
+            resources[name] = resource
+    return resources
+
+
+def _read_sections(problems: _Problems, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return the four top-level tables (empty when absent); report unknown and non-table ones."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in document.items():
+        if key not in TABLES:
+            suggestion = did_you_mean(key, TABLES)
+            expected = suggestion or "expected one of the tables " + ", ".join(f"[{t}]" for t in TABLES)
+            problems.add(_key(key), f"unknown {'table' if isinstance(value, dict) else 'key'}; {expected}")
+    for name in TABLES:
+        if name == "resources":
+            continue  # _read_resources reports a non-table [resources]
+        value = document.get(name, {})
+        sections[name] = _as_table(problems, (name,), value) or {}
+    return sections
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def _parse_file(absolute: Path, shown: str) -> dict[str, Any]:
+    """Read and parse the TOML file; raise ManifestError with one problem if that fails."""
+
+    def fail(message: str) -> ManifestError:
+        return ManifestError(absolute, [f"{shown}: {message}"])
+
+    try:
+        data = absolute.read_bytes()
+    except FileNotFoundError:
+        raise fail("file not found; create it or pass -c PATH") from None
+    except IsADirectoryError:
+        raise fail("is a directory; expected a TOML file") from None
+    except OSError as error:
+        raise fail(f"cannot read: {error.strerror}; expected a readable TOML file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise fail(f"not UTF-8 text (byte {error.start}); expected a UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise fail(f"TOML syntax error: {error}; expected valid TOML (https://toml.io)") from None
+
+
+def load_manifest(
+    path: str | Path,
+    known_types: Collection[str] | None = None,
+    check_settings: CheckSettings | None = None,
+) -> HostConfig:
+    """Read and validate the manifest at ``path``; raise ManifestError listing every problem.
+
+    :param known_types: the installed resource types; when given, an enabled resource of
+        another type is a problem (with a did-you-mean).
+    :param check_settings: ``check_settings(resource_name, type, settings)`` returns the
+        problems of an enabled resource's settings (strings), reported under
+        ``resources.<name>.settings``. Called only for a known type and a valid settings table.
+    """
+    shown = str(path)
+    absolute = Path(os.path.abspath(Path(path).expanduser()))
+    document = _parse_file(absolute, shown)
+    problems = _Problems(shown, absolute.parent)
+    sections = _read_sections(problems, document)
+    host = _read_host(problems, sections["host"])
+    broker = _read_broker(problems, sections["broker"])
+    default_values = _read_table(problems, ("defaults",), sections["defaults"], _POLICY_SPECS)
+    defaults = _merge_policy(problems, ("defaults",), default_values, RestartPolicy())
+    context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings)
+    resources = _read_resources(problems, document.get("resources", {}), context)
+    if problems.lines:
+        raise ManifestError(absolute, problems.lines)
+    return HostConfig(
+        path=absolute,
+        broker=broker,
+        defaults=defaults,
+        resources=resources,
+        warnings=tuple(problems.warnings),
+        **host,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The documented default manifest
+
+_EXAMPLE = """\
+# sghost manifest: what this host runs and how. See docs for details.
+# Every key is optional except each resource's `type`; commented values are the defaults.
+# Relative paths are relative to this file's directory.
+
+[host]
+{host_name}# name = "sghost"               # MQTT name of the meta-resource; unique per gateway on a shared broker
+# health_interval = 5.0         # seconds between health reports
+# remote_control = false        # accept restart/stop/start commands over MQTT
+# log_dir = "logs"              # (unset by default) per-resource log files <log_dir>/<resource>.log
+# log_max_bytes = 1048576       # rotate a resource's log file at this size
+# log_backups = 3               # rotated files kept per resource (0..100)
+# runtime_dir = "run"           # (unset by default: chosen by sghost) control socket and state
+
+[broker]
+# host = "localhost"
+# port = 1883
+{embedded}# embedded = false              # true: start a local broker for this host (loopback only)
+# certificate_directory = "certs"  # (unset by default) TLS: holds {certificate_files}
+# username = "gateway"          # (unset by default)
+# password_file = "broker.password"  # (unset by default) needs username; must be chmod 600
+# qos = 1                       # 0..2
+# keepalive = 10                # seconds
+# protocol = "MQTTv311"         # "MQTTv31" | "MQTTv311" | "MQTTv5"
+# tls_insecure = false          # true: do not verify the broker's certificate (testing only)
+
+[defaults]                      # restart policy for every resource; each may override under its own table
+# restart = "always"            # "always" | "on-failure" | "never"
+# backoff_initial = 0.5         # seconds before the first restart of a resource that keeps failing
+# backoff_max = 30.0
+# max_restarts = 5              # failures within restart_window after which the resource is "fatal"
+# restart_window = 60.0
+# stop_timeout = 5.0            # SIGTERM, then SIGKILL after this many seconds
+# watchdog = 0.0                # seconds without a heartbeat before a hung resource is killed; 0 = off
+# max_memory_mb = 0.0           # restart a resource above this resident memory; 0 = off
+
+{resource}"""
+
+_EXAMPLE_RESOURCE = """\
+{c}[resources.{key}]             # the table key is the resource's MQTT name
+{c}type = "{type}"              # a resource type registered by an installed plugin (`sghost plugins`)
+# enabled = true                # false: keep it here but do not start it
+# certificate_directory = "certs/{name}"  # (unset by default) this resource's own TLS identity
+# restart = "on-failure"        # any [defaults] key overrides the restart policy for this resource
+{c}[resources.{key}.settings]    # handed to the plugin as-is
+"""
+
+
+def example_manifest(name: str = "sghost", embedded: bool = False, resource_type: str | None = "taxisign") -> str:
+    """Return the documented default manifest: every key with its default as a comment.
+
+    :param name: the ``[host] name``; written as a key when it is not the default.
+    :param embedded: write ``embedded = true`` under ``[broker]``.
+    :param resource_type: an example resource of this type (named after it); None
+        leaves the example resource commented out.
+    """
+    resource = _EXAMPLE_RESOURCE.format(
+        c="" if resource_type else "# ",
+        key=_key(resource_type or "taxisign"),
+        name=resource_type or "taxisign",
+        type=resource_type or "taxisign",
+    )
+    return _EXAMPLE.format(
+        host_name="" if name == "sghost" else f"name = {_show(name)}\n",
+        embedded="embedded = true\n" if embedded else "",
+        certificate_files=", ".join(CERTIFICATE_FILES),
+        resource=resource,
+    )
