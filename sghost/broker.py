@@ -169,3 +169,83 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class AmqttBroker:
+    """amqtt (pure Python, MQTT 3.1.1 only) as a fallback when mosquitto is not installed."""
+
+    def __init__(self, executable: str, port: int, workdir: Path) -> None:
+        self.executable = executable
+        self.host = LOOPBACK
+        self.port = port
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        config = self.workdir / "amqtt.yaml"
+        config.write_text(
+            "listeners:\n  default:\n    type: tcp\n"
+            f"    bind: {self.host}:{self.port}\n"
+            "auth:\n  allow-anonymous: true\n"
+        )
+        self.process = subprocess.Popen(
+            [self.executable, "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            raise BrokerError(f"amqtt did not listen on {self.host}:{self.port} within {timeout} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+        self.process = None
+
+
+class EmbeddedBroker:
+    """sghost's own loopback broker: mosquitto when installed, else amqtt, else a clear error."""
+
+    def __init__(self, port: int, workdir: str | os.PathLike[str] | None = None) -> None:
+        self.port = port
+        self.host = LOOPBACK
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sghost-embedded-"))
+        self.kind = ""
+        self._impl: MosquittoBroker | AmqttBroker | None = None
+
+    def start(self) -> None:
+        if port_in_use(self.host, self.port):
+            raise BrokerError(
+                f"cannot start the embedded broker: port {self.port} on {self.host} is already in use "
+                "(another broker?); set [broker] port to a free port, or embedded = false to use that broker"
+            )
+        if find_mosquitto() is not None:
+            self._impl, self.kind = MosquittoBroker(self.port, workdir=self.workdir), "mosquitto"
+        elif shutil.which("amqtt"):
+            self._impl, self.kind = AmqttBroker(str(shutil.which("amqtt")), self.port, self.workdir), "amqtt"
+        else:
+            raise BrokerError(INSTALL_HINT)
+        self._impl.start()
+
+    def stop(self) -> None:
+        if self._impl is not None:
+            self._impl.stop()
+            self._impl = None
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,163 @@
+"""The life of one resource process: build its Resource, run its plugin, loop, stop cleanly.
+
+Runs in a process forked from the zygote. The main loop drives the MQTT
+network (``Resource.loop()``), the plugin's periodic tasks and the heartbeat,
+all on one thread: a callback that hangs stops the heartbeat, so the
+supervisor's watchdog sees the hang even though the process is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from sgframework import Resource
+from sghost import events
+from sghost.context import ResourceContext
+from sghost.plugins import PluginRegistry
+
+EXIT_OK = 0
+EXIT_PLUGIN_ERROR = 70
+EXIT_BROKER_REFUSED = 77
+EXIT_TYPE_MISSING = 78
+
+HEARTBEAT_INTERVAL = 0.5
+LOOP_TIMEOUT = 0.25
+
+PROTOCOLS = {"MQTTv31": mqtt.MQTTv31, "MQTTv311": mqtt.MQTTv311, "MQTTv5": mqtt.MQTTv5}
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """Everything a resource process needs, sent by the supervisor through the zygote."""
+
+    name: str
+    type_name: str
+    settings: dict[str, Any]
+    host: str
+    port: int
+    certificate_directory: str | None = None
+    protocol: str = "MQTTv311"
+    qos: int = 1
+    keepalive: int = 10
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_insecure: bool = False
+    log_level: str = "INFO"
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+def configure_child_logging(level: str) -> None:
+    """Log to stderr, which the supervisor captures line by line."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("sgframework").setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+def build_resource(spec: ChildSpec) -> Resource:
+    resource = Resource(spec.name, spec.host, spec.port, spec.certificate_directory)
+    resource.protocol = PROTOCOLS[spec.protocol]
+    resource.qos = spec.qos
+    resource.keepalive = spec.keepalive
+    resource.username = spec.username
+    resource.password = spec.password
+    resource.tls_insecure = spec.tls_insecure
+    resource.timeout = LOOP_TIMEOUT
+    return resource
+
+
+def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWriter) -> int:
+    """Run one resource until SIGTERM; return the process's exit code."""
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop.request)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log = logging.getLogger(spec.name)
+    try:
+        resource_type = registry.get(spec.type_name)
+    except KeyError:
+        reason = registry.missing_type_reason(spec.type_name)
+        log.error("%s", reason)
+        channel.send(events.PLUGIN_ERROR, text=reason)
+        return EXIT_TYPE_MISSING
+    resource = build_resource(spec)
+    context = ResourceContext(spec.name, spec.settings, resource)
+    try:
+        resource_type.setup(context)
+    except Exception as error:
+        log.exception("The setup of resource type %r failed", spec.type_name)
+        channel.send(events.PLUGIN_ERROR, text=one_line(error))
+        return EXIT_PLUGIN_ERROR
+    channel.send(events.READY, topics=resource.announced_topics)
+    return _run_loop(spec, resource, context, channel, stop)
+
+
+def _run_loop(
+    spec: ChildSpec, resource: Resource, context: ResourceContext, channel: events.EventWriter, stop: _StopFlag
+) -> int:
+    reporter = _ConnectionReporter(channel)
+    resource.on_broker_connectionstatus_info = reporter.status_changed
+    resource.start(use_threaded_networking=False)
+    context.start_threads()
+    next_heartbeat = 0.0
+    exit_code = EXIT_OK
+    while not stop.requested:
+        until_timer = context.run_due_timers()
+        resource.timeout = LOOP_TIMEOUT if until_timer is None else max(0.0, min(LOOP_TIMEOUT, until_timer))
+        resource.loop()
+        now = time.monotonic()
+        if now >= next_heartbeat:
+            channel.send(events.HEARTBEAT)
+            next_heartbeat = now + HEARTBEAT_INTERVAL
+        if reporter.check_refused(resource):
+            exit_code = EXIT_BROKER_REFUSED
+            break
+        if context.thread_failure is not None:
+            channel.send(events.PLUGIN_ERROR, text=one_line(context.thread_failure))
+            exit_code = EXIT_PLUGIN_ERROR
+            break
+    context.run_cleanups()
+    resource.stop()
+    return exit_code
+
+
+class _ConnectionReporter:
+    """Forwards broker connection changes and refusals to the supervisor."""
+
+    def __init__(self, channel: events.EventWriter) -> None:
+        self.channel = channel
+        self.reported_error: str | None = None
+
+    def status_changed(self, resource: Resource, connected: bool) -> None:
+        self.channel.send(events.CONNECTED if connected else events.DISCONNECTED)
+
+    def check_refused(self, resource: Resource) -> bool:
+        error = resource.last_connection_error
+        if error is None or error == self.reported_error:
+            return False
+        self.reported_error = error
+        refused = error.startswith("the broker refused")
+        self.channel.send(events.CONNECT_ERROR, text=error, refused=refused)
+        return refused
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -1,0 +1,117 @@
+"""The ``sghost`` command line: start, check, plugins, status and control of a running host."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from sghost import __version__
+from sghost.config import HostConfig, ManifestError, load_manifest
+from sghost.plugins import PluginRegistry, format_plugins
+
+DEFAULT_MANIFEST = "hostconfig.toml"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    return int(args.handler(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sghost", description="Run Secure Gateway resources as supervised processes.")
+    parser.add_argument("--version", action="version", version=f"sghost {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    start = commands.add_parser("start", help="run the host in the foreground, or start one resource of a running host")
+    start.add_argument("resource", nargs="?", help="start this resource (or 'all') of the running host")
+    _add_manifest_option(start)
+    start.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    start.set_defaults(handler=_start)
+
+    check = commands.add_parser("check", help="validate the manifest and that every resource's plugin is installed")
+    _add_manifest_option(check)
+    check.set_defaults(handler=_check)
+
+    plugins = commands.add_parser("plugins", help="list installed resource plugins")
+    plugins.set_defaults(handler=_plugins)
+    return parser
+
+
+def _add_manifest_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", default=DEFAULT_MANIFEST, metavar="MANIFEST",
+        help=f"the host manifest (default: ./{DEFAULT_MANIFEST})",
+    )
+
+
+def load_registry() -> PluginRegistry:
+    registry = PluginRegistry()
+    registry.load()
+    return registry
+
+
+def load_checked(path: str, registry: PluginRegistry, strict_types: bool) -> HostConfig:
+    """Load the manifest; with ``strict_types`` an unknown resource type is an error.
+
+    ``sghost start`` is not strict when a plugin failed to load: the resources
+    needing it become ``fatal`` with the plugin's error, and the others run.
+    """
+    known = set(registry.types)
+    strict = strict_types or not any(plugin.error for plugin in registry.plugins)
+    return load_manifest(path, known_types=known if strict else None, check_settings=registry.check_settings)
+
+
+def _check(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    try:
+        config = load_checked(args.config, registry, strict_types=True)
+    except ManifestError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{config.path}: OK, host {config.name!r}, {len(config.resources)} resource(s)")
+    return EXIT_OK
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    print(format_plugins(load_registry()))
+    return EXIT_OK
+
+
+def _start(args: argparse.Namespace) -> int:
+    if args.resource:
+        from sghost.control import send_command
+
+        return send_command(args.config, "start", args.resource)
+    configure_logging(args.log_level)
+    registry = load_registry()
+    try:
+        config = load_checked(args.config, registry, strict_types=False)
+    except ManifestError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    from sghost.supervisor import Supervisor
+
+    return Supervisor(config, registry).run()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    if level != "DEBUG":
+        logging.getLogger("sghost.mqtt").setLevel(logging.INFO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

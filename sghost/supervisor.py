@@ -1,0 +1,379 @@
+"""The supervisor: one event loop that runs the host's resources and reports their health.
+
+Data flows one way: validated config -> watchers (one per resource) ->
+processes (forked by the zygote) -> events -> health topics. The loop is
+single-threaded; only the meta-resource's MQTT network runs in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from sghost import __version__, zygote
+from sghost.broker import BrokerError, EmbeddedBroker
+from sghost.child import ChildSpec
+from sghost.config import HostConfig, ResourceConfig
+from sghost.health import HealthPublisher
+from sghost.plugins import PluginRegistry
+from sghost.timers import Timers
+from sghost.watcher import FATAL, RUNNING, STOPPED, Watcher
+
+log = logging.getLogger("sghost")
+output_log = logging.getLogger("sghost.resource")
+
+TICK = 1.0
+STATE_FIELDS = ("state", "restarts", "pid", "error")
+"""Published the moment they change; cpu, memory and uptime every health_interval."""
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    protocol: str
+
+
+class Supervisor:
+    """Runs every resource of one manifest until SIGTERM or SIGINT."""
+
+    def __init__(self, config: HostConfig, registry: PluginRegistry) -> None:
+        self.config = config
+        self.registry = registry
+        self.timers = Timers()
+        self.selector = selectors.DefaultSelector()
+        self.watchers: dict[str, Watcher] = {}
+        self.started_at = time.monotonic()
+        self._pipe_owner: dict[int, Watcher] = {}
+        self._tokens: dict[int, Watcher] = {}
+        self._pids: dict[int, Watcher] = {}
+        self._next_token = 0
+        self._stopping = False
+        self._done = False
+        self._exit_code = EXIT_OK
+        self._broker: EmbeddedBroker | None = None
+        self._address: BrokerAddress | None = None
+        self._zygote_pid = 0
+        self._zygote_sock: socket.socket | None = None
+        self._signal_r = -1
+        self.health: HealthPublisher | None = None
+        self._processes: dict[int, psutil.Process] = {}
+        self._next_health = 0.0
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> int:
+        """Start everything, serve until asked to stop, stop everything; return the exit code."""
+        try:
+            self._address = self._start_broker()
+        except BrokerError as error:
+            log.error("%s", error)
+            return EXIT_FAILURE
+        self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry)
+        self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
+        self._install_signals()
+        self.health = HealthPublisher(self._spec_for_host())
+        self.health.start()
+        for config in self.config.resources.values():
+            self._add_watcher(config)
+        log.info(
+            "sghost %s: host %r, %d resource(s), broker %s:%s",
+            __version__, self.config.name, len(self.watchers), self._address.host, self._address.port,
+        )
+        self.timers.call_later(TICK, self._tick)
+        try:
+            self._serve()
+        finally:
+            self._cleanup()
+        return self._exit_code
+
+    def request_stop(self) -> None:
+        """Stop every resource, then leave the event loop."""
+        if self._stopping:
+            return
+        log.info("stopping %d resource(s)", len(self.watchers))
+        self._stopping = True
+        for watcher in self.watchers.values():
+            watcher.stop()
+        self._finish_if_stopped()
+
+    def _serve(self) -> None:
+        while not self._done:
+            timeout = self.timers.next_delay(TICK)
+            for key, _mask in self.selector.select(timeout):
+                kind, owner = key.data
+                if kind == "pipe":
+                    self._read_pipe(key.fd, owner)
+                elif kind == "zygote":
+                    self._read_zygote()
+                elif kind == "signal":
+                    self._read_signals()
+            self.timers.run_due()
+            if self._stopping:
+                self._finish_if_stopped()
+
+    def _finish_if_stopped(self) -> None:
+        if all(watcher.pid is None and watcher.state in (STOPPED, FATAL) for watcher in self.watchers.values()):
+            for watcher in self.watchers.values():
+                if watcher.state != STOPPED:
+                    watcher.stop()
+            self._publish_all()
+            self._done = True
+
+    def _cleanup(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+        if self._zygote_sock is not None:
+            self._zygote_sock.close()
+            self._zygote_sock = None
+        if self._zygote_pid:
+            _wait_for_exit(self._zygote_pid, 3.0)
+        if self._broker is not None:
+            self._broker.stop()
+
+    # -------------------------------------------------------------- broker
+
+    def _start_broker(self) -> BrokerAddress:
+        broker = self.config.broker
+        if not broker.embedded:
+            return BrokerAddress(broker.host, broker.port, broker.protocol)
+        self._broker = EmbeddedBroker(broker.port, workdir=None)
+        self._broker.start()
+        protocol = broker.protocol if self._broker.kind == "mosquitto" else "MQTTv311"
+        log.info("embedded broker (%s) on %s:%d", self._broker.kind, self._broker.host, self._broker.port)
+        return BrokerAddress(self._broker.host, self._broker.port, protocol)
+
+    def _spec_for_host(self) -> ChildSpec:
+        return self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
+
+    def child_spec(self, config: ResourceConfig) -> ChildSpec:
+        certificates = config.certificate_directory or self.config.broker.certificate_directory
+        return self._spec(config.name, config.type, dict(config.settings), certificates)
+
+    def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:
+        broker = self.config.broker
+        assert self._address is not None
+        return ChildSpec(
+            name=name,
+            type_name=type_name,
+            settings=settings,
+            host=self._address.host,
+            port=self._address.port,
+            certificate_directory=str(certificates) if certificates else None,
+            protocol=self._address.protocol,
+            qos=broker.qos,
+            keepalive=broker.keepalive,
+            username=broker.username,
+            password=broker.read_password(),
+            tls_insecure=broker.tls_insecure,
+        )
+
+    def broker_reachable(self) -> bool:
+        return self.health is not None and self.health.is_connected()
+
+    # ------------------------------------------------------------- watchers
+
+    def _add_watcher(self, config: ResourceConfig) -> Watcher:
+        watcher = Watcher(config, self, output_log)
+        self.watchers[config.name] = watcher
+        self.state_changed(watcher)
+        if config.enabled:
+            watcher.start()
+        return watcher
+
+    def spawn(self, watcher: Watcher, spec: ChildSpec, fds: list[int]) -> None:
+        assert self._zygote_sock is not None
+        self._next_token += 1
+        self._tokens[self._next_token] = watcher
+        zygote.send_packet(self._zygote_sock, {"op": "spawn", "token": self._next_token, "spec": spec}, fds)
+
+    def watch_pipes(self, watcher: Watcher, pipes: dict[str, int]) -> None:
+        for fd in pipes.values():
+            self._pipe_owner[fd] = watcher
+            self.selector.register(fd, selectors.EVENT_READ, ("pipe", watcher))
+
+    def unwatch_pipe(self, fd: int) -> None:
+        if self._pipe_owner.pop(fd, None) is not None:
+            self.selector.unregister(fd)
+
+    def _read_pipe(self, fd: int, watcher: Watcher) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        watcher.pipe_data(fd, data)
+
+    def _read_zygote(self) -> None:
+        assert self._zygote_sock is not None
+        try:
+            message, fds = zygote.receive_packet(self._zygote_sock)
+        except OSError:
+            message, fds = None, []
+        for fd in fds:
+            os.close(fd)
+        if message is None:
+            self._zygote_lost()
+            return
+        op = message["op"]
+        if op == "spawned":
+            watcher = self._tokens.pop(message["token"])
+            self._pids[message["pid"]] = watcher
+            watcher.spawned(message["pid"])
+        elif op == "spawn_failed":
+            self._tokens.pop(message["token"]).spawn_failed(message["error"])
+        elif op == "exited":
+            watcher = self._pids.pop(message["pid"], None)
+            self._processes.pop(message["pid"], None)
+            if watcher is not None:
+                watcher.exited(message["status"])
+
+    def _zygote_lost(self) -> None:
+        log.error("the zygote (pid %d) is gone; its resources died with it: sghost exits", self._zygote_pid)
+        if self._zygote_sock is not None:
+            self.selector.unregister(self._zygote_sock)
+        self._exit_code = EXIT_FAILURE
+        self._done = True
+
+    # ------------------------------------------------------------- signals
+
+    def _install_signals(self) -> None:
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda *_: None)
+        self._signal_r = read_end
+        self.selector.register(read_end, selectors.EVENT_READ, ("signal", None))
+
+    def _read_signals(self) -> None:
+        try:
+            received = os.read(self._signal_r, 512)
+        except BlockingIOError:
+            return
+        for signum in received:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                log.info("received %s", signal.Signals(signum).name)
+                self.request_stop()
+            elif signum == signal.SIGHUP:
+                log.info("received SIGHUP")
+                self.reload()
+
+    def reload(self) -> None:
+        """Re-read the manifest (implemented with the control channel)."""
+        log.warning("reload is not available yet")
+
+    # -------------------------------------------------------------- health
+
+    def state_changed(self, watcher: Watcher) -> None:
+        if self.health is None:
+            return
+        fields = health_fields(self.resource_snapshot(watcher, with_stats=False))
+        self.health.update(watcher.name, {key: fields[key] for key in STATE_FIELDS})
+
+    def capabilities_lost(self, watcher: Watcher, topics: list[str]) -> None:
+        if self.health is not None:
+            self.health.capabilities_lost(topics)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for watcher in self.watchers.values():
+            watcher.check_watchdog(now)
+            if watcher.config.policy.max_memory_mb > 0 and watcher.pid is not None:
+                stats = self._stats(watcher)
+                if stats is not None:
+                    watcher.check_memory(stats[1])
+        if now >= self._next_health:
+            self._next_health = now + self.config.health_interval
+            self._publish_all()
+        if not self._done:
+            self.timers.call_later(TICK, self._tick)
+
+    def _stats(self, watcher: Watcher) -> tuple[float, float] | None:
+        """CPU (% of one core since last call) and resident memory (MiB) of a resource's process."""
+        if watcher.pid is None:
+            return None
+        process = self._processes.get(watcher.pid)
+        try:
+            if process is None:
+                process = self._processes[watcher.pid] = psutil.Process(watcher.pid)
+                process.cpu_percent(None)
+            return process.cpu_percent(None), process.memory_info().rss / 1048576
+        except psutil.Error:
+            return None
+
+    def resource_snapshot(self, watcher: Watcher, with_stats: bool = True) -> dict[str, Any]:
+        stats = self._stats(watcher) if with_stats and watcher.pid is not None else None
+        cpu, memory = stats if stats is not None else (0.0, 0.0)
+        return {
+            "state": watcher.state,
+            "restarts": watcher.restarts,
+            "pid": watcher.pid,
+            "uptime": round(watcher.uptime()),
+            "cpu": round(cpu, 1),
+            "memory": round(memory, 1),
+            "error": watcher.last_error,
+            "connected": watcher.connected,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything ``health`` and ``sghost status`` show."""
+        memory = psutil.virtual_memory()
+        return {
+            "host": self.config.name,
+            "version": __version__,
+            "pid": os.getpid(),
+            "manifest": str(self.config.path),
+            "uptime": round(time.monotonic() - self.started_at),
+            "cpu": psutil.cpu_percent(None),
+            "memory": round(memory.percent, 1),
+            "memory_available_mb": round(memory.available / 1048576),
+            "broker_connected": self.broker_reachable(),
+            "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
+        }
+
+    def _publish_all(self) -> None:
+        if self.health is None:
+            return
+        document = self.snapshot()
+        for name, values in document["resources"].items():
+            self.health.update(name, health_fields(values))
+        self.health.publish_health(document)
+
+
+def health_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """One resource's values as its ``<res>_<field>`` topics carry them.
+
+    A retained empty payload would delete the topic, so "no process" is pid
+    ``0`` and "no error" is ``none``.
+    """
+    fields = {key: values[key] for key in values if key != "connected"}
+    fields["pid"] = values["pid"] or 0
+    fields["error"] = values["error"] or "none"
+    return fields
+
+
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished, _status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return
+        time.sleep(0.01)  # the zygote is stopping its children; it has no pipe to wait on
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+__all__ = ["RUNNING", "Supervisor"]

@@ -1,0 +1,351 @@
+"""One resource under supervision: its process, its state and its restart policy.
+
+States (as supervisord users know them): ``starting``, ``running``,
+``backoff``, ``stopping``, ``stopped``, ``fatal``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sghost import events, oslevel
+from sghost.child import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING, ChildSpec
+from sghost.config import ResourceConfig
+from sghost.lines import LineSplitter
+from sghost.policy import RestartTracker
+from sghost.timers import Timer, Timers
+
+STARTING = "starting"
+RUNNING = "running"
+BACKOFF = "backoff"
+STOPPING = "stopping"
+STOPPED = "stopped"
+FATAL = "fatal"
+STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL)
+
+log = logging.getLogger("sghost")
+
+
+class Host(Protocol):
+    """What a watcher needs from the supervisor."""
+
+    timers: Timers
+
+    def spawn(self, watcher: Watcher, spec: ChildSpec, fds: list[int]) -> None: ...
+    def watch_pipes(self, watcher: Watcher, pipes: dict[str, int]) -> None: ...
+    def unwatch_pipe(self, fd: int) -> None: ...
+    def state_changed(self, watcher: Watcher) -> None: ...
+    def capabilities_lost(self, watcher: Watcher, topics: list[str]) -> None: ...
+    def broker_reachable(self) -> bool: ...
+    def child_spec(self, config: ResourceConfig) -> ChildSpec: ...
+
+
+@dataclass
+class _Pipes:
+    fds: dict[str, int] = field(default_factory=dict)
+    splitters: dict[int, LineSplitter] = field(default_factory=dict)
+
+
+class Watcher:
+    """Supervises one resource; driven by the supervisor's event loop."""
+
+    def __init__(self, config: ResourceConfig, host: Host, output: logging.Logger) -> None:
+        self.config = config
+        self.name = config.name
+        self.host = host
+        self.output = output
+        self.state = STOPPED
+        self.pid: int | None = None
+        self.started_at = 0.0
+        self.restarts = 0
+        self.spawns = 0
+        self.last_error = ""
+        self.announced: list[str] = []
+        self.last_heartbeat = 0.0
+        self.connected = False
+        self._pipes = _Pipes()
+        self._timer: Timer | None = None
+        self._stop_wanted = False
+        self._restart_wanted = False
+        self._kill_reason: str | None = None
+        self._reported_error: str | None = None
+        self._memory_strikes = 0
+        self.tracker = self._new_tracker()
+
+    # ------------------------------------------------------------- commands
+
+    def start(self) -> None:
+        """Start the process unless it is already (being) started."""
+        if self.state in (STARTING, RUNNING, STOPPING):
+            return
+        self._cancel_timer()
+        self._stop_wanted = False
+        if self.spawns:
+            self.restarts += 1
+        self.spawns += 1
+        self.announced = []
+        self.connected = False
+        self._kill_reason = None
+        self._reported_error = None
+        self._memory_strikes = 0
+        self._set_state(STARTING)
+        child_ends = self._open_pipes()
+        self.host.spawn(self, self.host.child_spec(self.config), child_ends)
+        for fd in child_ends:
+            os.close(fd)
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM to its group, SIGKILL after ``stop_timeout``) and keep it stopped."""
+        self._stop_wanted = True
+        self._restart_wanted = False
+        if self.state in (BACKOFF, FATAL):
+            self._cancel_timer()
+            self._set_state(STOPPED)
+        elif self.state in (STARTING, RUNNING):
+            self._terminate()
+
+    def restart(self) -> None:
+        """Restart now, forgetting past failures (this clears ``fatal``)."""
+        self.tracker.clear()
+        if self.state in (STARTING, RUNNING, STOPPING):
+            self._stop_wanted = True
+            self._restart_wanted = True
+            if self.state != STOPPING:
+                self._terminate()
+        else:
+            self.start()
+
+    def kill_for(self, reason: str) -> None:
+        """Kill a misbehaving process at once (watchdog, memory limit); it is restarted by policy."""
+        if self.pid is None:
+            return
+        self._kill_reason = reason
+        log.warning("[%s] %s: killing process group %d", self.name, reason, self.pid)
+        oslevel.kill_group(self.pid, signal.SIGKILL)
+
+    def reconfigure(self, config: ResourceConfig) -> None:
+        self.config = config
+        self.tracker = self._new_tracker()
+
+    # --------------------------------------------------- supervisor callbacks
+
+    def spawned(self, pid: int) -> None:
+        self.pid = pid
+        self.started_at = time.monotonic()
+        self.last_heartbeat = self.started_at
+        log.info("[%s] started, pid %d", self.name, pid)
+        self.host.state_changed(self)
+        if self._stop_wanted:
+            self._terminate()
+
+    def spawn_failed(self, error: str) -> None:
+        self._close_pipes()
+        self._record_error(f"cannot fork: {error}")
+        self._after_end(1, ran_for=0.0)
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind == events.HEARTBEAT:
+            self.last_heartbeat = time.monotonic()
+        elif kind == events.READY:
+            self.announced = [str(topic) for topic in event.get("topics", [])]
+            self.last_heartbeat = time.monotonic()
+            if self.state == STARTING:
+                self._set_state(RUNNING)
+        elif kind == events.CONNECTED:
+            self.connected = True
+            self.host.state_changed(self)
+        elif kind == events.DISCONNECTED:
+            self.connected = False
+            self.host.state_changed(self)
+        elif kind in (events.CONNECT_ERROR, events.PLUGIN_ERROR):
+            self._reported_error = str(event.get("text", ""))
+            if kind == events.PLUGIN_ERROR or event.get("refused"):
+                self._record_error(self._describe_reported(kind))
+
+    def output_line(self, stream: str, line: str) -> None:
+        level, text = _split_level(line)
+        if level is None:
+            level = logging.INFO if stream == "stdout" else logging.WARNING
+        self.output.log(level, "[%s] %s", self.name, text)
+
+    def pipe_data(self, fd: int, data: bytes) -> None:
+        """Bytes from one of the process's pipes; empty at end of stream."""
+        splitter = self._pipes.splitters.get(fd)
+        if splitter is None:
+            return
+        stream = next((name for name, known in self._pipes.fds.items() if known == fd), "stdout")
+        lines = splitter.feed(data) if data else splitter.flush()
+        for line in lines:
+            if stream == "events":
+                parsed = events.parse_event(line)
+                if parsed is not None:
+                    self.event(parsed)
+            else:
+                self.output_line(stream, line)
+        if not data:
+            self._close_pipe(fd)
+
+    def exited(self, status: int) -> None:
+        ran_for = time.monotonic() - self.started_at
+        self._drain_pipes()
+        self._close_pipes()
+        how = self._describe_exit(status)
+        if self._stop_wanted and not self._kill_reason:
+            log.info("[%s] pid %s stopped after %.1f s (%s)", self.name, self.pid, ran_for, how)
+        else:
+            self._record_error(how)
+            log.warning("[%s] pid %s ended after %.1f s: %s", self.name, self.pid, ran_for, how)
+        self.pid = None
+        self.connected = False
+        if self.announced:
+            self.host.capabilities_lost(self, self.announced)
+        self._after_end(status, ran_for)
+
+    def check_watchdog(self, now: float) -> None:
+        limit = self.config.policy.watchdog
+        if limit > 0 and self.state == RUNNING and now - self.last_heartbeat > limit:
+            self.kill_for(f"watchdog: no heartbeat for {limit:g} s")
+
+    def check_memory(self, rss_mb: float) -> None:
+        limit = self.config.policy.max_memory_mb
+        if limit <= 0 or self.state != RUNNING:
+            return
+        self._memory_strikes = self._memory_strikes + 1 if rss_mb > limit else 0
+        if self._memory_strikes >= 2:
+            self.kill_for(f"memory: {rss_mb:.0f} MiB above max_memory_mb {limit:g}")
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at if self.pid is not None else 0.0
+
+    # -------------------------------------------------------------- internals
+
+    def _after_end(self, status: int, ran_for: float) -> None:
+        if self._stop_wanted:
+            self._stop_wanted = False
+            self._set_state(STOPPED)
+            if self._restart_wanted:
+                self._restart_wanted = False
+                self.start()
+            return
+        decision = self.tracker.decide(
+            time.monotonic(), ran_for, status, count_failure=self.host.broker_reachable()
+        )
+        if not decision.restart:
+            self._set_state(STOPPED)
+        elif decision.fatal:
+            log.error(
+                "[%s] fatal: more than %d failures within %g s; retrying every %g s (sghost restart %s clears it)",
+                self.name, self.config.policy.max_restarts, self.config.policy.restart_window,
+                decision.delay, self.name,
+            )
+            self._set_state(FATAL)
+            self._timer = self.host.timers.call_later(decision.delay, self.start)
+        elif decision.delay > 0:
+            self._set_state(BACKOFF)
+            self._timer = self.host.timers.call_later(decision.delay, self.start)
+        else:
+            self.start()
+
+    def _terminate(self) -> None:
+        if self.pid is None:
+            return  # the spawn is under way; spawned() terminates it
+        self._set_state(STOPPING)
+        oslevel.kill_group(self.pid, signal.SIGTERM)
+        self._cancel_timer()
+        pid = self.pid
+        self._timer = self.host.timers.call_later(self.config.policy.stop_timeout, lambda: self._force_kill(pid))
+
+    def _force_kill(self, pid: int) -> None:
+        if self.pid == pid:
+            log.warning("[%s] did not stop within %g s: SIGKILL", self.name, self.config.policy.stop_timeout)
+            oslevel.kill_group(pid, signal.SIGKILL)
+
+    def _describe_exit(self, status: int) -> str:
+        if self._kill_reason:
+            return self._kill_reason
+        if status in (EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING) and self._reported_error:
+            return self._describe_reported(events.PLUGIN_ERROR)
+        if status == EXIT_BROKER_REFUSED and self._reported_error:
+            return self._reported_error
+        return oslevel.describe_exit(status)
+
+    def _describe_reported(self, kind: str) -> str:
+        text = self._reported_error or ""
+        return f"plugin error: {text}" if kind == events.PLUGIN_ERROR else text
+
+    def _record_error(self, text: str) -> None:
+        if text != self.last_error:
+            self.last_error = text
+            self.host.state_changed(self)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            log.debug("[%s] state %s", self.name, state)
+            self.host.state_changed(self)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _new_tracker(self) -> RestartTracker:
+        policy = self.config.policy
+        return RestartTracker(
+            policy.restart, policy.backoff_initial, policy.backoff_max, policy.max_restarts, policy.restart_window
+        )
+
+    def _open_pipes(self) -> list[int]:
+        self._close_pipes()
+        child_ends: list[int] = []
+        for stream in ("events", "stdout", "stderr"):
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            self._pipes.fds[stream] = read_end
+            self._pipes.splitters[read_end] = LineSplitter()
+            child_ends.append(write_end)
+        self.host.watch_pipes(self, dict(self._pipes.fds))
+        return child_ends
+
+    def _drain_pipes(self) -> None:
+        for fd in list(self._pipes.splitters):
+            while fd in self._pipes.splitters:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                self.pipe_data(fd, data)
+
+    def _close_pipe(self, fd: int) -> None:
+        if self._pipes.splitters.pop(fd, None) is None:
+            return
+        self._pipes.fds = {name: known for name, known in self._pipes.fds.items() if known != fd}
+        self.host.unwatch_pipe(fd)
+        os.close(fd)
+
+    def _close_pipes(self) -> None:
+        for fd in list(self._pipes.splitters):
+            splitter = self._pipes.splitters[fd]
+            stream = next((name for name, known in self._pipes.fds.items() if known == fd), "stdout")
+            if stream != "events":
+                for line in splitter.flush():
+                    self.output_line(stream, line)
+            self._close_pipe(fd)
+
+
+_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+
+
+def _split_level(line: str) -> tuple[int | None, str]:
+    """Recognise the child's ``LEVEL logger: message`` format."""
+    first, _, rest = line.partition(" ")
+    level = _LEVELS.get(first)
+    return (level, rest) if level is not None and rest else (None, line)

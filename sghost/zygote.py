@@ -1,0 +1,216 @@
+"""The zygote: a preloaded fork server that starts every resource process.
+
+The supervisor forks the zygote before it starts any thread. The zygote
+imports paho, sgframework and the plugins once, freezes its heap for
+copy-on-write (``gc.freeze()``), and then forks one process per resource on
+request, so a resource starts in milliseconds and shares most of its memory.
+
+Protocol on a SOCK_SEQPACKET socket pair, one pickled dict per packet:
+
+- supervisor -> zygote: ``{"op": "spawn", "token": int, "spec": ChildSpec}``
+  with file descriptors (events, stdout, stderr) attached;
+- zygote -> supervisor: ``{"op": "spawned", "token", "pid"}``,
+  ``{"op": "spawn_failed", "token", "error"}``, ``{"op": "exited", "pid", "status"}``
+  (status: exit code, or minus the signal number).
+
+When the supervisor's end closes (it exited, or was killed), the zygote
+sends SIGTERM to every resource's process group, SIGKILL to what is left
+after a grace period, and exits: no resource outlives its supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from sghost import events, oslevel
+from sghost.child import ChildSpec, configure_child_logging, run_child
+from sghost.plugins import PluginRegistry
+
+MAX_PACKET = 1 << 20
+ORPHAN_GRACE = 1.5
+
+
+def send_packet(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = pickle.dumps(message)
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def receive_packet(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """Return one message and its file descriptors; ``(None, [])`` at end of stream."""
+    data, fds, _flags, _address = socket.recv_fds(sock, MAX_PACKET, 8)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return pickle.loads(data), list(fds)
+
+
+class Zygote:
+    """The fork server's side: runs in the forked zygote process until the supervisor goes."""
+
+    def __init__(self, sock: socket.socket, registry: PluginRegistry) -> None:
+        self.sock = sock
+        self.registry = registry
+        self.children: set[int] = set()
+        self.selector = selectors.DefaultSelector()
+        self.wakeup_r, self.wakeup_w = os.pipe()
+
+    def serve(self) -> None:
+        os.set_blocking(self.wakeup_w, False)
+        os.set_blocking(self.wakeup_r, False)
+        signal.set_wakeup_fd(self.wakeup_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        oslevel.set_parent_death_signal(signal.SIGTERM)
+        self.selector.register(self.sock, selectors.EVENT_READ, "control")
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
+        gc.freeze()
+        while True:
+            for key, _mask in self.selector.select():
+                if key.data == "control" and not self._handle_request():
+                    self._shutdown()
+                    return
+                if key.data == "signal" and self._handle_signals():
+                    self._shutdown()
+                    return
+
+    def _handle_request(self) -> bool:
+        try:
+            message, fds = receive_packet(self.sock)
+        except (ConnectionResetError, OSError):
+            return False
+        if message is None:
+            return False
+        if message.get("op") == "spawn":
+            self._spawn(message["token"], message["spec"], fds)
+        else:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def _handle_signals(self) -> bool:
+        """Reap children; return True when a SIGTERM asks the zygote to end."""
+        try:
+            received = os.read(self.wakeup_r, 512)
+        except BlockingIOError:
+            received = b""
+        self._reap()
+        return signal.SIGTERM in received
+
+    def _spawn(self, token: int, spec: ChildSpec, fds: list[int]) -> None:
+        try:
+            pid = os.fork()
+        except OSError as error:
+            for fd in fds:
+                os.close(fd)
+            self._tell({"op": "spawn_failed", "token": token, "error": str(error)})
+            return
+        if pid == 0:
+            self._become_child(spec, fds)
+        for fd in fds:
+            os.close(fd)
+        self.children.add(pid)
+        self._tell({"op": "spawned", "token": token, "pid": pid})
+
+    def _become_child(self, spec: ChildSpec, fds: list[int]) -> None:
+        """In the forked child: detach from the zygote, wire the pipes, run the resource."""
+        code = 1
+        try:
+            os.setsid()
+            oslevel.set_parent_death_signal(signal.SIGKILL)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            self.selector.close()
+            self.sock.close()
+            os.close(self.wakeup_r)
+            os.close(self.wakeup_w)
+            event_fd, out_fd, err_fd = fds
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+            os.close(out_fd)
+            os.close(err_fd)
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            configure_child_logging(spec.log_level)
+            code = run_child(spec, self.registry, events.EventWriter(event_fd))
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self._tell({"op": "exited", "pid": pid, "status": oslevel.status_from_wait(status)})
+
+    def _tell(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone; _shutdown follows
+            send_packet(self.sock, message)
+
+    def _shutdown(self) -> None:
+        """The supervisor is gone or asks us to end: stop every resource, then exit."""
+        for pid in list(self.children):
+            oslevel.kill_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + ORPHAN_GRACE
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            if self.children:
+                time.sleep(0.02)  # children are exiting; SIGCHLD may be coalesced, so poll briefly
+        for pid in list(self.children):
+            oslevel.kill_group(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 1.0
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            if self.children:
+                time.sleep(0.02)
+
+
+def start_zygote(registry: PluginRegistry) -> tuple[int, socket.socket]:
+    """Fork the zygote; return its pid and the supervisor's end of the socket pair.
+
+    Call before the supervisor starts any thread: forking a threaded process
+    copies locks in whatever state other threads left them.
+    """
+    parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            parent_end.close()
+            Zygote(zygote_end, registry).serve()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    zygote_end.close()
+    return pid, parent_end
