@@ -347,8 +347,14 @@ class PluginRegistry:
         """Register ``plugin`` with pluggy, verify its hooks, collect its types; record any failure."""
         self._plugins.append(info)
         try:
+            if self._pm.has_plugin(info.name):
+                raise ValueError(f'a plugin named "{info.name}" is already registered')
+            if self._pm.is_registered(plugin):
+                raise ValueError(f'this plugin is already registered as "{self._pm.get_name(plugin)}"')
             self._pm.register(plugin, name=info.name)
-        except Exception as error:  # already registered, or a hookimpl whose arguments the spec lacks
+        except Exception as error:  # e.g. a hookimpl with an argument the hook does not have
+            if self._pm.get_plugin(info.name) is plugin:  # pluggy < 1.6 could register half a plugin
+                self._pm.unregister(plugin)
             self._fail(info, error)
             return
         try:
