@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sgframework import constants
 
 
-# mosquitto started as root drops to the user "mosquitto", which cannot read files in a
-# private (0700) temporary directory; keep the broker's user so it can read them.
-_KEEP_USER = ["user root"] if os.geteuid() == 0 else []
+from helpers.sgtest import KEEP_USER as _KEEP_USER
 
 
 @dataclass(frozen=True)
