@@ -18,8 +18,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from sgframework import constants
 from sgframework.constants import (
@@ -686,6 +686,11 @@ class Resource(App):
                 signalname, None if defaultvalue is None else str(defaultvalue), send_data_as_retained
             )
         self._announce_if_connected(build_topic(PREFIX_DATAAVAILABLE, self.name, signalname))
+
+    def unregister_outgoing_data(self, signalname: str) -> None:
+        """Forget an outgoing data signal: no more ``dataavailable`` or default for it (an extension)."""
+        with self._state_lock:
+            self._outputs.pop(signalname, None)
 
     def send_data(self, signalname: str, value: Any) -> None:
         """Publish ``str(value)`` on ``data/<name>/<signalname>``. Thread safe.

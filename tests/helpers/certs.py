@@ -12,10 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sgframework import constants
-
-
 from helpers.sgtest import KEEP_USER as _KEEP_USER
+from sgframework import constants
 
 
 @dataclass(frozen=True)
