@@ -244,31 +244,31 @@ class PluginRegistry:
         return "; ".join(parts)
 
     def check_settings(self, resource_name: str, type_name: str, settings: Mapping[str, Any]) -> list[str]:
-        """The problems the type's ``check_settings`` finds in a resource's settings.
+        """The problems the type's ``check_settings`` finds in resource ``resource_name``'s settings.
 
-        Each problem is prefixed with the key path, ``resources.<name>.settings: ``.
+        Problems are returned as the plugin words them, one line each, without a key
+        path: the manifest reader files them under ``resources.<name>.settings``.
         An unknown type gives its :meth:`missing_type_reason`; a ``check_settings``
         that raises or returns something other than a list of strings gives one problem.
         """
-        where = f"resources.{resource_name}.settings"
         if type_name not in self._types:
-            return [f"resources.{resource_name}.type: {self.missing_type_reason(type_name)}"]
+            return [self.missing_type_reason(type_name)]
         kind = self._types[type_name]
         if kind.check_settings is None:
             return []
         try:
             problems = kind.check_settings(settings)
         except Exception as error:
-            logger.debug("check_settings of resource type %r raised", type_name, exc_info=True)
-            return [f'{where}: the check of resource type "{type_name}" failed: {one_line_error(error)}']
+            logger.debug("check_settings of type %r raised for resource %r", type_name, resource_name, exc_info=True)
+            return [f'the settings check of resource type "{type_name}" failed: {one_line_error(error)}']
         if problems is None:
             return []
-        if isinstance(problems, str) or not isinstance(problems, Iterable):
+        if isinstance(problems, str | bytes) or not isinstance(problems, Iterable):
             return [
-                f'{where}: the check of resource type "{type_name}" returned {type(problems).__name__}, '
+                f'the settings check of resource type "{type_name}" returned {type(problems).__name__}, '
                 "not a list of strings"
             ]
-        return [f"{where}: {problem}" for problem in problems]
+        return [" ".join(str(problem).split()) for problem in problems]
 
     # ---------------------------------------------------------------- loading
 

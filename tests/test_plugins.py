@@ -335,18 +335,16 @@ def test_check_settings() -> None:
     registry.register(sghost_test_plugins, "testplugins")
     registry.register(Checked(), "checked")
     assert registry.check_settings("e", "exiter", {"after": 1, "code": 2}) == []
-    assert registry.check_settings("e", "exiter", {"after": "soon"}) == [
-        "resources.e.settings: after: expected a number of seconds"
-    ]
+    assert registry.check_settings("e", "exiter", {"after": "soon"}) == ["after: expected a number of seconds"]
     assert registry.check_settings("x", "explodes", {}) == [
-        'resources.x.settings: the check of resource type "explodes" failed: ZeroDivisionError: division by zero'
+        'the settings check of resource type "explodes" failed: ZeroDivisionError: division by zero'
     ]
     assert registry.check_settings("u", "unchecked", {"anything": 1}) == []
     assert registry.check_settings("w", "wrongreturn", {}) == [
-        'resources.w.settings: the check of resource type "wrongreturn" returned str, not a list of strings'
+        'the settings check of resource type "wrongreturn" returned str, not a list of strings'
     ]
     (problem,) = registry.check_settings("n", "nosuchtype", {})
-    assert problem.startswith('resources.n.type: no installed plugin offers resource type "nosuchtype"')
+    assert problem.startswith('no installed plugin offers resource type "nosuchtype"')
 
 
 def test_format_plugins_shows_distribution_version_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
