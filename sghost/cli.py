@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sghost import __version__
 from sghost.config import HostConfig, ManifestError, load_manifest
@@ -66,8 +67,13 @@ def load_checked(path: str, registry: PluginRegistry, strict_types: bool) -> Hos
     needing it become ``fatal`` with the plugin's error, and the others run.
     """
     known = set(registry.types)
-    strict = strict_types or not any(plugin.error for plugin in registry.plugins)
-    return load_manifest(path, known_types=known if strict else None, check_settings=registry.check_settings)
+    if strict_types or not any(plugin.error for plugin in registry.plugins):
+        return load_manifest(path, known_types=known, check_settings=registry.check_settings)
+
+    def check_installed_types(name: str, type_name: str, settings: Mapping[str, Any]) -> list[str]:
+        return registry.check_settings(name, type_name, settings) if type_name in known else []
+
+    return load_manifest(path, known_types=None, check_settings=check_installed_types)
 
 
 def _check(args: argparse.Namespace) -> int:

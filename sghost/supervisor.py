@@ -8,6 +8,7 @@ single-threaded; only the meta-resource's MQTT network runs in a thread.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import selectors
 import signal
@@ -184,12 +185,30 @@ class Supervisor:
     # ------------------------------------------------------------- watchers
 
     def _add_watcher(self, config: ResourceConfig) -> Watcher:
-        watcher = Watcher(config, self, output_log)
+        watcher = Watcher(config, self, output_log, self._file_log(config.name))
         self.watchers[config.name] = watcher
         self.state_changed(watcher)
         if config.enabled:
             watcher.start()
         return watcher
+
+    def _file_log(self, name: str) -> logging.Logger | None:
+        """A size-bounded log file per resource when ``[host] log_dir`` is set."""
+        if self.config.log_dir is None:
+            return None
+        logger = logging.getLogger(f"sghost.files.{name}")
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        if not logger.handlers:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                self.config.log_dir / f"{name}.log",
+                maxBytes=self.config.log_max_bytes,
+                backupCount=self.config.log_backups,
+            )
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+        return logger
 
     def spawn(self, watcher: Watcher, spec: ChildSpec, fds: list[int]) -> None:
         assert self._zygote_sock is not None

@@ -54,11 +54,14 @@ class _Pipes:
 class Watcher:
     """Supervises one resource; driven by the supervisor's event loop."""
 
-    def __init__(self, config: ResourceConfig, host: Host, output: logging.Logger) -> None:
+    def __init__(
+        self, config: ResourceConfig, host: Host, output: logging.Logger, file_log: logging.Logger | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self.host = host
         self.output = output
+        self.file_log = file_log
         self.state = STOPPED
         self.pid: int | None = None
         self.started_at = 0.0
@@ -173,6 +176,8 @@ class Watcher:
         if level is None:
             level = logging.INFO if stream == "stdout" else logging.WARNING
         self.output.log(level, "[%s] %s", self.name, text)
+        if self.file_log is not None:
+            self.file_log.log(level, "%s", text)
 
     def pipe_data(self, fd: int, data: bytes) -> None:
         """Bytes from one of the process's pipes; empty at end of stream."""
