@@ -462,13 +462,16 @@ def _dist_name(dist: object) -> str | None:
 
 
 def format_plugins(registry: PluginRegistry) -> str:
-    """The table printed by ``sghost plugins``: plugin, source, types, distribution and version, status."""
+    """The table printed by ``sghost plugins``: plugin, source, types, distribution and version, status.
+
+    Ends without a newline (for ``print``).
+    """
     infos = registry.plugins
     if not infos:
         text = f'No resource plugins installed (entry point group "{ENTRY_POINT_GROUP}").'
         if registry._autoload is False:
             text += f" Plugin autoload is off: {AUTOLOAD_DISABLE_ENV} is set."
-        return text + "\n"
+        return text
     header = ("PLUGIN", "SOURCE", "TYPES", "DISTRIBUTION", "STATUS")
     rows = [
         (
@@ -493,4 +496,4 @@ def format_plugins(registry: PluginRegistry) -> str:
         summary += f"; {failed} plugin(s) failed to load"
     if registry._autoload is False:
         summary += f"; autoload off ({AUTOLOAD_DISABLE_ENV})"
-    return "\n".join([*lines, "", summary]) + "\n"
+    return "\n".join([*lines, "", summary])
