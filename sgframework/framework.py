@@ -97,6 +97,8 @@ class _ReadyTracker:
         self._pending: set[int] = set()
         self._collecting = False
         self.ready = threading.Event()
+        self.settled = threading.Event()
+        """Set when a connection attempt completed or failed: what a threaded start() waits for."""
 
     def begin(self) -> None:
         with self._lock:
@@ -127,6 +129,7 @@ class _ReadyTracker:
     def _set_if_complete(self) -> None:
         if not self._collecting and not self._pending:
             self.ready.set()
+            self.settled.set()
 
 
 class App:
@@ -264,9 +267,9 @@ class App:
     def start(self, use_threaded_networking: bool = False, use_clean_session: bool = True) -> None:
         """Create the MQTT client and connect to the broker.
 
-        Threaded: returns once connected, subscribed and announced, or after at
-        most ``START_WAIT_TIME`` (1 s) while the broker is unreachable; the
-        client keeps connecting in the background. Not threaded: the first
+        Threaded: returns once connected, subscribed and announced, or once the
+        first attempt failed (refused, unreachable), or after at most
+        ``START_WAIT_TIME`` (1 s); the client keeps connecting in the background. Not threaded: the first
         :meth:`loop` call connects. Calling start() again restarts the client.
         """
         if self.mqttclient is not None:
@@ -275,11 +278,13 @@ class App:
         self._use_clean_session = use_clean_session
         self._stopping = False
         self._ready.reset()
+        self._ready.settled.clear()
         self.mqttclient = self._create_client()
         if use_threaded_networking:
             self._connect_async(self.mqttclient)
             self.mqttclient.loop_start()
-            self._ready.ready.wait(constants.START_WAIT_TIME)
+            # Returns when ready, or when the first attempt failed (the client keeps trying).
+            self._ready.settled.wait(constants.START_WAIT_TIME)
         else:
             self._next_loop_connect = 0.0
             self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
@@ -597,6 +602,7 @@ class App:
         if message != self.last_connection_error:
             self.logger.error("%s", message)
         self.last_connection_error = message
+        self._ready.settled.set()
 
 
 class Resource(App):

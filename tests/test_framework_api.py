@@ -467,6 +467,7 @@ def test_loop_mode_first_loop_connects_and_stop_delivers_presence_false(
     resource.register_incoming_command("cmd", commands, defaultvalue="d")
     status = StatusCalls()
     resource.on_broker_connectionstatus_info = status
+    resource.timeout = 0.05  # loop() blocks at most this long
     resource.start()  # loop mode: nothing happens until loop()
     assert not resource.is_connected
     assert recorder.on(f"resourceavailable/{name}/presence") == []
