@@ -1,0 +1,187 @@
+"""sghost start end to end: real broker, real processes, real signals."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hostharness import HostProcess, all_gone, manifest_text, wait_until
+from sghost.broker import MosquittoBroker
+from sghost.testing import Recorder
+
+THREE = """
+[resources.alpha]
+type = "echoer"
+[resources.beta]
+type = "echoer"
+[resources.gamma]
+type = "taxisign"
+"""
+
+
+def start_host(tmp_path: Path, text: str) -> HostProcess:
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(text)
+    return HostProcess(manifest).start()
+
+
+@pytest.fixture
+def host_factory(tmp_path: Path):
+    started: list[HostProcess] = []
+
+    def make(text: str) -> HostProcess:
+        host = start_host(tmp_path, text)
+        started.append(host)
+        return host
+
+    yield make
+    for host in started:
+        host.stop()
+
+
+def test_several_resources_come_up_with_presence_and_capabilities(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host_factory(manifest_text(mosquitto, THREE))
+    for name in ("alpha", "beta", "gamma", "sghost"):
+        recorder.wait_for(f"resourceavailable/{name}/presence", "True", timeout=10)
+    recorder.wait_for("commandavailable/alpha/ping", "True")
+    recorder.wait_for("commandavailable/gamma/state", "True")
+    for name in ("alpha", "beta", "gamma"):
+        recorder.wait_for(f"data/sghost/{name}_state", "running")
+    recorder.publish("command/gamma/state", "True")
+    recorder.wait_for("data/gamma/state", "True")
+
+
+def test_sigkilled_resource_is_restarted_and_its_capabilities_go_false_then_true(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, THREE))
+    recorder.wait_for("data/sghost/alpha_state", "running", timeout=10)
+    first = recorder.wait_for("resourceavailable/alpha/presence", "True")
+    pid = int(recorder.wait_until(lambda: _positive(recorder.latest("data/sghost/alpha_pid")), 5))
+    beta_pid = int(recorder.wait_until(lambda: _positive(recorder.latest("data/sghost/beta_pid")), 5))
+    psutil.Process(pid).kill()
+    lost = recorder.wait_for("commandavailable/alpha/ping", "False", after=first.at)
+    recorder.wait_for("resourceavailable/alpha/presence", "False", after=first.at)
+    recorder.wait_for("commandavailable/alpha/ping", "True", after=lost.at)
+    recorder.wait_for("resourceavailable/alpha/presence", "True", after=lost.at)
+    recorder.wait_for("data/sghost/alpha_restarts", "1")
+    recorder.wait_for("data/sghost/alpha_error", "killed by SIGKILL")
+    new_pid = recorder.wait_until(lambda: _positive(recorder.latest("data/sghost/alpha_pid")) not in (None, pid), 5)
+    assert new_pid, "the restarted resource has a new pid"
+    assert psutil.pid_exists(beta_pid), "the other resources are untouched"
+    host.wait_log("[alpha] pid")
+
+
+def test_crashing_plugin_backs_off_then_goes_fatal_while_others_run(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    text = manifest_text(
+        mosquitto,
+        '[resources.broken]\ntype = "crasher"\nmax_restarts = 2\nrestart_window = 30.0\n'
+        '[resources.fine]\ntype = "echoer"\n',
+    )
+    host = host_factory(text)
+    recorder.wait_for("data/sghost/broken_state", "backoff", timeout=10)
+    recorder.wait_for("data/sghost/broken_state", "fatal", timeout=15)
+    recorder.wait_for("data/sghost/broken_error", "plugin error: RuntimeError: boom at start")
+    host.wait_log("boom at start")
+    host.wait_log("[broken] fatal")
+    recorder.publish("command/fine/ping", "hello")
+    recorder.wait_for("data/fine/ping", "hello")
+    assert recorder.latest("data/sghost/fine_state") == "running"
+
+
+def test_exit_code_is_kept_as_last_error_and_never_policy_stays_stopped(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host_factory(
+        manifest_text(
+            mosquitto,
+            '[resources.quitter]\ntype = "exiter"\nrestart = "never"\n[resources.quitter.settings]\ncode = 7\n',
+        )
+    )
+    recorder.wait_for("data/sghost/quitter_error", "exit code 7", timeout=10)
+    recorder.wait_for("data/sghost/quitter_state", "stopped")
+    assert recorder.latest("data/sghost/quitter_restarts") == "0"
+
+
+def test_sigterm_stops_everything_cleanly(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, THREE))
+    for name in ("alpha", "beta", "gamma"):
+        recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
+    family = [process.pid for process in host.descendants()]
+    assert len(family) >= 4, "zygote and three resources"
+    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
+    host.signal(signal.SIGTERM)
+    assert host.wait(15) == 0
+    for name in ("alpha", "beta", "gamma", "sghost"):
+        recorder.wait_for(f"resourceavailable/{name}/presence", "False", after=started.at)
+    for name in ("alpha", "beta", "gamma"):
+        recorder.wait_for(f"data/sghost/{name}_state", "stopped")
+    assert wait_until(lambda: all_gone(family), 3), "no process is left"
+
+
+def test_sigkill_of_sghost_leaves_no_child_behind(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, THREE))
+    for name in ("alpha", "beta", "gamma"):
+        recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
+    family = [process.pid for process in host.descendants()]
+    started = recorder.wait_for("resourceavailable/alpha/presence", "True")
+    host.signal(signal.SIGKILL)
+    host.wait(5)
+    assert wait_until(lambda: all_gone(family), 2.0), "every child exits within 2 s"
+    for name in ("alpha", "beta", "gamma", "sghost"):
+        recorder.wait_for(f"resourceavailable/{name}/presence", "False", after=started.at)
+
+
+def test_plugin_that_fails_to_import_is_reported_and_the_others_run(mosquitto, mqtt_recorder, tmp_path) -> None:
+    from hostharness import sghost_env
+
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(
+        manifest_text(mosquitto, '[resources.serialthing]\ntype = "serialthing"\n[resources.fine]\ntype = "echoer"\n')
+    )
+    host = HostProcess(manifest, sghost_env("sghost_test_plugins,sghost_broken_plugin")).start()
+    try:
+        host.wait_log("missing dependency: serial")
+        recorder.wait_for("data/sghost/serialthing_state", "fatal", timeout=15)
+        error = recorder.latest("data/sghost/serialthing_error") or ""
+        assert "serialthing" in error and "missing dependency: serial" in error
+        recorder.publish("command/fine/ping", "still here")
+        recorder.wait_for("data/fine/ping", "still here")
+    finally:
+        host.stop()
+
+
+def test_broker_down_at_start_resources_come_up_when_it_appears(fresh_mosquitto, tmp_path) -> None:
+    broker: MosquittoBroker = fresh_mosquitto
+    broker.stop()
+    host = start_host(
+        tmp_path,
+        manifest_text(broker, '[resources.early]\ntype = "echoer"\n[resources.crashy]\ntype = "crasher"\n'
+                      "max_restarts = 1\n"),
+    )
+    try:
+        host.wait_log("[early] started")
+        host.wait_log("boom at start", count=3)
+        broker.start()
+        recorder = Recorder(broker.host, broker.port).start()
+        try:
+            recorder.wait_for("resourceavailable/early/presence", "True", timeout=15)
+            recorder.wait_for("data/sghost/early_state", "running", timeout=10)
+            state = recorder.wait_for("data/sghost/crashy_state", timeout=10).payload
+            assert state != "fatal", "failures while the broker was unreachable do not count"
+        finally:
+            recorder.stop()
+    finally:
+        host.stop()
+
+
+def _positive(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and int(value) > 0 else None
