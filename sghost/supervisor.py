@@ -7,13 +7,17 @@ single-threaded; only the meta-resource's MQTT network runs in a thread.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import logging.handlers
 import os
+import queue
 import selectors
 import signal
 import socket
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,16 +26,18 @@ import psutil
 from sghost import __version__, zygote
 from sghost.broker import BrokerError, EmbeddedBroker
 from sghost.child import ChildSpec
-from sghost.config import HostConfig, ResourceConfig
+from sghost.config import HostConfig, ManifestError, ResourceConfig
 from sghost.health import HealthPublisher
 from sghost.plugins import PluginRegistry
 from sghost.timers import Timers
-from sghost.watcher import FATAL, RUNNING, STOPPED, Watcher
+from sghost.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
 
 log = logging.getLogger("sghost")
 output_log = logging.getLogger("sghost.resource")
 
 TICK = 1.0
+COMMANDS = ("start", "stop", "restart")
+REMOTE_ANSWER_TIMEOUT = 5.0
 STATE_FIELDS = ("state", "restarts", "pid", "error")
 """Published the moment they change; cpu, memory and uptime every health_interval."""
 EXIT_OK = 0
@@ -70,6 +76,9 @@ class Supervisor:
         self.health: HealthPublisher | None = None
         self._processes: dict[int, psutil.Process] = {}
         self._next_health = 0.0
+        self._retiring: set[str] = set()
+        self._remote: queue.SimpleQueue[tuple[str, str, Future[str]]] = queue.SimpleQueue()
+        self._remote_w = -1
 
     # ------------------------------------------------------------------ run
 
@@ -84,6 +93,8 @@ class Supervisor:
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
         self._install_signals()
         self.health = HealthPublisher(self._spec_for_host())
+        if self.config.remote_control:
+            self._enable_remote_control(self.health)
         self.health.start()
         for config in self.config.resources.values():
             self._add_watcher(config)
@@ -119,6 +130,8 @@ class Supervisor:
                     self._read_zygote()
                 elif kind == "signal":
                     self._read_signals()
+                elif kind == "remote":
+                    self._run_remote_commands(key.fd)
             self.timers.run_due()
             if self._stopping:
                 self._finish_if_stopped()
@@ -287,17 +300,134 @@ class Supervisor:
                 log.info("received %s", signal.Signals(signum).name)
                 self.request_stop()
             elif signum == signal.SIGHUP:
-                log.info("received SIGHUP")
+                log.info("received SIGHUP: reloading %s", self.config.path)
                 self.reload()
 
-    def reload(self) -> None:
-        """Re-read the manifest (implemented with the control channel)."""
-        log.warning("reload is not available yet")
+    # ------------------------------------------------------------ commands
+
+    def command(self, op: str, name: str) -> tuple[bool, str]:
+        """Start, stop or restart one resource (or ``all``); return success and a message."""
+        if op not in COMMANDS:
+            return False, f"unknown command {op!r}; expected one of {', '.join(COMMANDS)}"
+        if self._stopping:
+            return False, "sghost is stopping"
+        names = list(self.watchers) if name == "all" else [name]
+        unknown = [each for each in names if each not in self.watchers]
+        if unknown:
+            known = ", ".join(self.watchers) or "none"
+            return False, f"unknown resource {unknown[0]!r}; resources of this host: {known}, or all"
+        for each in names:
+            self._apply(op, self.watchers[each])
+        return True, f"{op}: {', '.join(names) or 'no resources'}"
+
+    def _apply(self, op: str, watcher: Watcher) -> None:
+        if op == "stop":
+            watcher.stop()
+        elif op == "restart" or watcher.state in (FATAL, BACKOFF):
+            watcher.restart()
+        else:
+            watcher.start()
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the manifest: start added resources, stop removed ones, restart changed ones.
+
+        Untouched resources keep their processes. A manifest with problems is
+        rejected and the running set stays as it was. Plugins are not re-read.
+        """
+        from sghost.cli import load_checked
+
+        try:
+            new = load_checked(str(self.config.path), self.registry, strict_types=False)
+        except ManifestError as error:
+            log.error("reload rejected, nothing changed:\n%s", error)
+            return False, f"reload rejected, nothing changed:\n{error}"
+        ignored = [part for part in ("name", "broker") if _differs(self.config, new, part)]
+        if ignored:
+            log.warning("reload: changes to [host] name and [broker] apply at the next start of sghost")
+        added, removed, changed = self._plan_reload(new)
+        self.config = _with_host_and_broker_of(new, self.config) if ignored else new
+        for name in removed:
+            self._retire(name)
+        for name in changed:
+            self._reconfigure(self.watchers[name], new.resources[name])
+        for name in added:
+            self._retiring.discard(name)
+            self._add_watcher(new.resources[name])
+        message = (
+            f"reloaded {self.config.path}: {len(added)} added, {len(removed)} removed, "
+            f"{len(changed)} restarted, {len(new.resources) - len(added) - len(changed)} untouched"
+        )
+        log.info("%s", message)
+        return True, message
+
+    def _plan_reload(self, new: HostConfig) -> tuple[list[str], list[str], list[str]]:
+        current = {name: w.config for name, w in self.watchers.items() if name not in self._retiring}
+        added = [name for name in new.resources if name not in current]
+        removed = [name for name in current if name not in new.resources]
+        changed = [
+            name
+            for name, config in new.resources.items()
+            if name in current
+            and (config.fingerprint() != current[name].fingerprint() or config.policy != current[name].policy)
+        ]
+        return added, removed, changed
+
+    def _reconfigure(self, watcher: Watcher, config: ResourceConfig) -> None:
+        watcher.reconfigure(config)
+        if config.enabled:
+            watcher.restart()
+        else:
+            watcher.stop()
+
+    def _retire(self, name: str) -> None:
+        """Stop a resource removed from the manifest; its health topics are cleared once it is stopped."""
+        self._retiring.add(name)
+        watcher = self.watchers[name]
+        watcher.stop()
+        self._forget_if_retired(watcher)
+
+    def _forget_if_retired(self, watcher: Watcher) -> None:
+        if watcher.name in self._retiring and watcher.state == STOPPED and watcher.pid is None:
+            self._retiring.discard(watcher.name)
+            del self.watchers[watcher.name]
+            if self.health is not None:
+                self.health.forget(watcher.name)
+
+    def _enable_remote_control(self, health: HealthPublisher) -> None:
+        """Accept ``command/<host>/start|stop|restart`` (payload: a resource name) over MQTT."""
+        read_end, self._remote_w = os.pipe()
+        os.set_blocking(read_end, False)
+        self.selector.register(read_end, selectors.EVENT_READ, ("remote", None))
+        for op in COMMANDS:
+            health.add_command(op, self._remote_callback)
+        log.warning("remote control is on: command/%s/{start,stop,restart} are obeyed", self.config.name)
+
+    def _remote_callback(self, resource: Any, messagetype: str, servicename: str, op: str, payload: str) -> str:
+        """Runs on the MQTT thread: hand the command to the event loop and echo its outcome."""
+        outcome: Future[str] = Future()
+        self._remote.put((op, payload, outcome))
+        os.write(self._remote_w, b"!")
+        try:
+            return outcome.result(REMOTE_ANSWER_TIMEOUT)
+        except TimeoutError:
+            return f"error: {op} {payload!r} not answered within {REMOTE_ANSWER_TIMEOUT:g} s"
+
+    def _run_remote_commands(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(fd, 512)
+        while not self._remote.empty():
+            op, name, outcome = self._remote.get()
+            ok, message = self.command(op, name) if name else (False, f"{op} needs a resource name as payload")
+            log.info("remote control: %s %r -> %s", op, name, message)
+            outcome.set_result(message if ok else f"error: {message}")
 
     # -------------------------------------------------------------- health
 
     def state_changed(self, watcher: Watcher) -> None:
         if self.health is None:
+            return
+        if watcher.name in self._retiring:
+            self._forget_if_retired(watcher)
             return
         fields = health_fields(self.resource_snapshot(watcher, with_stats=False))
         self.health.update(watcher.name, {key: fields[key] for key in STATE_FIELDS})
@@ -382,6 +512,15 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     fields["pid"] = values["pid"] or 0
     fields["error"] = values["error"] or "none"
     return fields
+
+
+def _differs(old: HostConfig, new: HostConfig, part: str) -> bool:
+    return getattr(old, part) != getattr(new, part)
+
+
+def _with_host_and_broker_of(new: HostConfig, running: HostConfig) -> HostConfig:
+    """``new`` with the host name and broker the running sghost was started with."""
+    return dataclasses.replace(new, name=running.name, broker=running.broker)
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:

@@ -173,6 +173,7 @@ class Watcher:
 
     def output_line(self, stream: str, line: str) -> None:
         level, text = _split_level(line)
+        text = text.removeprefix(f"{self.name}: ")
         if level is None:
             level = logging.INFO if stream == "stdout" else logging.WARNING
         self.output.log(level, "[%s] %s", self.name, text)

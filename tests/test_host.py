@@ -185,3 +185,37 @@ def test_broker_down_at_start_resources_come_up_when_it_appears(fresh_mosquitto,
 
 def _positive(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() and int(value) > 0 else None
+
+
+def test_stop_timeout_kills_a_resource_that_ignores_sigterm(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, '[resources.stuck]\ntype = "hanger"\nstop_timeout = 1.0\n'))
+    recorder.wait_for("data/sghost/stuck_state", "running", timeout=10)
+    recorder.publish("command/stuck/hang", "now")
+    host.wait_log("hanging forever")
+    family = [process.pid for process in host.descendants()]
+    host.signal(signal.SIGTERM)
+    assert host.wait(10) == 0
+    host.wait_log("did not stop within 1 s: SIGKILL")
+    assert wait_until(lambda: all_gone(family), 2)
+
+
+def test_child_output_is_captured_with_prefix_and_into_a_rotating_file(
+    mosquitto, mqtt_recorder, host_factory, tmp_path
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    text = manifest_text(
+        mosquitto,
+        '[resources.sign]\ntype = "taxisign"\n',
+        host_extra=f'log_dir = "{tmp_path / "logs"}"\nlog_max_bytes = 1024\nlog_backups = 2\n',
+    )
+    host = host_factory(text)
+    recorder.wait_for("data/sghost/sign_state", "running", timeout=10)
+    for index in range(40):
+        recorder.publish("command/sign/state", "True" if index % 2 else "False")
+    host.wait_log("[sign] Turning on my taxi sign.")
+    host.wait_log("Turning off my taxi sign.", count=20)
+    logs = sorted(path.name for path in (tmp_path / "logs").iterdir())
+    assert logs == ["sign.log", "sign.log.1", "sign.log.2"], "rotated and bounded"
+    assert all(path.stat().st_size <= 1024 for path in (tmp_path / "logs").iterdir())
+    assert "taxi sign" in (tmp_path / "logs" / "sign.log").read_text()
