@@ -1,0 +1,526 @@
+"""The local control channel: a Unix socket that serves ``sghost status|start|stop|restart|reload``.
+
+It works without MQTT: only the user that runs sghost (and root) may connect,
+since the socket is mode 0600 inside a 0700 runtime directory named after the
+manifest, and the server also checks the peer's uid.
+
+Protocol: one connection per request; the client sends one JSON object on one
+line, the server answers one JSON object on one line and closes.
+
+- ``{"op": "status"}`` -> ``{"ok": true, "status": <Supervisor.snapshot()>}``
+- ``{"op": "start"|"stop"|"restart", "resource": NAME or "all"}`` -> ``{"ok": bool, "message": str}``
+- ``{"op": "reload"}`` -> ``{"ok": bool, "message": str}``
+
+An answer with ``"ok": false`` carries ``"error"`` and ``"message"`` (the same text).
+
+A lock file next to the socket (``control.lock``, holding the pid and manifest
+of its owner) is held with ``flock`` for as long as the server is open, so
+two sghost processes for one manifest cannot both serve it, and a socket file
+left behind by a killed sghost is recognised as stale and replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("sghost.control")
+
+SOCKET_NAME = "control.sock"
+LOCK_NAME = "control.lock"
+REQUEST_TIMEOUT = 1.0
+"""Seconds the server waits for a client's request line (and to send the answer)."""
+MAX_REQUEST = 65536
+MAX_SOCKET_PATH = 107
+"""sun_path holds 108 bytes on Linux, including the terminating NUL."""
+MAX_STEM = 32
+OPS = ("status", "start", "stop", "restart", "reload")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ControlError(Exception):
+    """The control channel cannot be used; ``str(error)`` says why, for the user."""
+
+
+# ---------------------------------------------------------------------------
+# Where the socket lives
+
+
+def _absolute(manifest_path: str | Path) -> Path:
+    """The manifest's absolute path, as ``sghost.config.load_manifest`` spells it."""
+    return Path(os.path.abspath(Path(manifest_path).expanduser()))
+
+
+def _leaf(manifest_path: str | Path) -> str:
+    """``<stem>-<8 hex of sha256(absolute path)>``: one directory name per manifest."""
+    absolute = _absolute(manifest_path)
+    digest = hashlib.sha256(os.fsencode(absolute)).hexdigest()[:8]
+    stem = absolute.stem[:MAX_STEM] or "manifest"
+    return f"{stem}-{digest}"
+
+
+def _run_base() -> Path:
+    return Path("/run/sghost")
+
+
+def _tmp_base() -> Path:
+    return Path("/tmp") / f"sghost-{os.getuid()}"
+
+
+def _usable_run_base() -> bool:
+    """Whether ``/run/sghost`` is ours to use.
+
+    As root when ``/run`` is writable; as another user when ``/run/sghost``
+    already exists, is owned by that user and writable (e.g. systemd's
+    ``RuntimeDirectory=sghost`` for a service ``User=``).
+    """
+    base = _run_base()
+    if os.geteuid() == 0:
+        return os.access("/run", os.W_OK) or (base.is_dir() and os.access(base, os.W_OK))
+    try:
+        info = base.stat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and os.access(base, os.W_OK)
+
+
+def default_bases() -> list[Path]:
+    """The directories that may hold per-manifest runtime directories, preferred first.
+
+    ``$XDG_RUNTIME_DIR/sghost`` when that variable is set, ``/run/sghost``, and
+    ``/tmp/sghost-<uid>``. A client looks in all of them, since the user who
+    asks (e.g. via ``sudo``) may not have the environment of the one who runs sghost.
+    """
+    bases = []
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        bases.append(Path(xdg) / "sghost")
+    bases.append(_run_base())
+    bases.append(_tmp_base())
+    return bases
+
+
+def _preferred_base() -> Path:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "sghost"
+    if _usable_run_base():
+        return _run_base()
+    return _tmp_base()
+
+
+def _make_private_dir(path: Path, mode: int = 0o700) -> None:
+    """Create ``path`` (and missing parents) and make sure nobody else controls it.
+
+    An existing directory must be owned by us; group and others lose all access.
+    This matters in ``/tmp``, where anybody may create ``sghost-<uid>`` first.
+    """
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as error:
+        raise ControlError(f"cannot create the runtime directory {path}: {error.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ControlError(f"{path} is not a directory; expected sghost's runtime directory")
+    if info.st_uid != os.geteuid():
+        raise ControlError(
+            f"{path} is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()}); "
+            "remove it or set [host] runtime_dir"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        try:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o077)
+        except OSError as error:
+            raise ControlError(f"cannot restrict {path} to its owner: {error.strerror}") from None
+
+
+def runtime_dir_for(manifest_path: str | Path, configured: Path | None = None, create: bool = True) -> Path:
+    """The runtime directory (control socket and lock) of the host that runs ``manifest_path``.
+
+    ``configured`` (``[host] runtime_dir``) if given; else
+    ``$XDG_RUNTIME_DIR/sghost/<stem>-<hash>`` when ``XDG_RUNTIME_DIR`` is set, else
+    ``/run/sghost/<stem>-<hash>`` when running as root and ``/run`` is writable,
+    else ``/tmp/sghost-<uid>/<stem>-<hash>``; ``<hash>`` is 8 hex digits of the
+    SHA-256 of the manifest's absolute path.
+
+    :param create: create the directory (mode 0700; a configured directory keeps
+        its mode when it exists already) and raise ControlError if that fails.
+    """
+    if configured is not None:
+        directory = Path(configured)
+        if create:
+            try:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as error:
+                raise ControlError(f"cannot create the runtime directory {directory}: {error.strerror}") from None
+        return directory
+    base = _preferred_base()
+    directory = base / _leaf(manifest_path)
+    if create:
+        if base == _tmp_base():
+            _make_private_dir(base)
+        else:
+            try:
+                base.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as error:
+                raise ControlError(f"cannot create the runtime directory {base}: {error.strerror}") from None
+        _make_private_dir(directory)
+    return directory
+
+
+def socket_path_for(manifest_path: str | Path, configured: Path | None = None, create: bool = True) -> Path:
+    """The control socket of the host that runs ``manifest_path``: its runtime directory / ``control.sock``."""
+    return runtime_dir_for(manifest_path, configured, create) / SOCKET_NAME
+
+
+def candidate_socket_paths(manifest_path: str | Path, configured: Path | None = None) -> list[Path]:
+    """Where a client looks for the control socket, preferred first (nothing is created)."""
+    if configured is not None:
+        return [Path(configured) / SOCKET_NAME]
+    leaf = _leaf(manifest_path)
+    preferred = _preferred_base() / leaf / SOCKET_NAME
+    others = [base / leaf / SOCKET_NAME for base in default_bases()]
+    return [preferred, *[path for path in others if path != preferred]]
+
+
+# ---------------------------------------------------------------------------
+# Server
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"ok": False, "error": text, "message": text}
+
+
+def _read_line(conn: socket.socket, limit: int = MAX_REQUEST) -> bytes:
+    """Read up to the first newline (or end of stream); raise ValueError past ``limit`` bytes."""
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise ValueError(f"request longer than {limit} bytes")
+    return bytes(data.split(b"\n", 1)[0])
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
+
+
+class ControlServer:
+    """The supervisor's end of the control channel, driven by its selector loop.
+
+    :param path: the socket's path (see :func:`socket_path_for`).
+    :param handler: called with each valid request (a dict with a string ``op``);
+        returns the answer, a JSON-serialisable dict. It runs in the caller of
+        :meth:`handle_ready`, i.e. the supervisor's loop: no locking needed.
+    :param manifest: named in the lock file, so a second sghost for the same
+        manifest can say which one already runs.
+    """
+
+    def __init__(self, path: Path, handler: Handler, manifest: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(LOCK_NAME)
+        self.handler = handler
+        self.manifest = str(manifest) if manifest is not None else str(self.path.parent)
+        self._sock: socket.socket | None = None
+        self._lock_fd = -1
+
+    # -- lifecycle
+
+    def open(self) -> None:
+        """Take the lock, replace a stale socket file, bind (mode 0600) and listen, non-blocking.
+
+        Raises ControlError when another live sghost serves this path, or the
+        socket cannot be created.
+        """
+        if self._sock is not None:
+            return
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+            raise ControlError(
+                f"control socket path too long ({len(os.fsencode(self.path))} bytes, the limit is "
+                f"{MAX_SOCKET_PATH}): {self.path}; set [host] runtime_dir to a shorter directory"
+            )
+        self._take_lock()
+        try:
+            self._remove_stale()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                # umask so the socket is never reachable by others, not even between bind and chmod
+                old_umask = os.umask(0o177)
+                try:
+                    sock.bind(os.fsencode(self.path))
+                finally:
+                    os.umask(old_umask)
+                os.chmod(self.path, 0o600)
+                sock.listen(16)
+                sock.setblocking(False)
+            except OSError as error:
+                sock.close()
+                raise ControlError(f"cannot open the control socket {self.path}: {error.strerror}") from None
+        except BaseException:
+            self._release_lock()
+            raise
+        self._sock = sock
+        log.debug("control socket %s", self.path)
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor, for ``selector.register(server, EVENT_READ, ...)``."""
+        if self._sock is None:
+            raise ControlError("the control server is not open")
+        return self._sock.fileno()
+
+    def inherited_fds(self) -> list[int]:
+        """Descriptors a forked child (the zygote) should close: the listening socket and the lock."""
+        fds = [self._lock_fd] if self._lock_fd >= 0 else []
+        if self._sock is not None:
+            fds.append(self._sock.fileno())
+        return fds
+
+    def close(self) -> None:
+        """Stop serving: remove the socket file, then release the lock. Safe to call twice."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self._release_lock()
+
+    def __enter__(self) -> ControlServer:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _take_lock(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise ControlError(f"cannot create the lock file {self.lock_path}: {error.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            owner = os.read(fd, 4096).decode("utf-8", errors="replace").splitlines()
+            os.close(fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ControlError(f"cannot lock {self.lock_path}: {error.strerror}") from None
+            pid = owner[0] if owner else "unknown"
+            manifest = owner[1] if len(owner) > 1 else self.manifest
+            raise ControlError(f"another sghost already runs for {manifest} (pid {pid})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{self.manifest}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            # the file stays: unlinking it would let a racing sghost lock a different inode
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _remove_stale(self) -> None:
+        """Remove a socket file nobody serves (we hold the lock, so its owner is gone)."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(info.st_mode):
+            raise ControlError(f"{self.path} exists and is not a socket; remove it")
+        if _answers(self.path):
+            # an sghost that does not lock (or holds its lock through another path): leave it alone
+            raise ControlError(f"another sghost already answers on {self.path}")
+        log.info("removing stale control socket %s", self.path)
+        self.path.unlink()
+
+    # -- serving
+
+    def handle_ready(self) -> None:
+        """Serve one connection: call when the listening socket is readable. Never raises.
+
+        Reads one JSON line (waiting at most REQUEST_TIMEOUT), answers one JSON
+        line and closes the connection.
+        """
+        if self._sock is None:
+            return
+        try:
+            conn, _address = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            log.warning("control socket: accept failed: %s", error)
+            return
+        with conn:
+            try:
+                conn.setblocking(True)
+                conn.settimeout(REQUEST_TIMEOUT)
+                response = self._respond(conn)
+                conn.sendall(_encode(response))
+            except Exception as error:  # a slow or vanished client must not stop the supervisor
+                log.debug("control socket: client dropped: %s", error)
+
+    def _respond(self, conn: socket.socket) -> dict[str, Any]:
+        uid = _peer_uid(conn)
+        if uid is not None and uid not in (0, os.geteuid()):
+            return _error(f"uid {uid} may not control this sghost")
+        try:
+            line = _read_line(conn)
+        except TimeoutError:
+            return _error(f"no request within {REQUEST_TIMEOUT} s")
+        except ValueError as error:
+            return _error(str(error))
+        try:
+            request = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            return _error(f"bad request: not a JSON line ({error})")
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            return _error('bad request: expected a JSON object with an "op" string')
+        try:
+            response = self.handler(request)
+        except Exception as error:
+            log.exception("control request %r failed", request)
+            return _error(f"internal error: {type(error).__name__}: {error}")
+        if not isinstance(response, dict):
+            return _error(f"internal error: the handler answered {type(response).__name__}, not a dict")
+        return response
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    """The connecting process's uid (SO_PEERCRED), or None where unsupported."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        data = conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", data)
+    return int(uid)
+
+
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(os.fsencode(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Client
+
+
+def _configured_runtime_dir(absolute: Path) -> Path | None:
+    """``[host] runtime_dir`` of the manifest, or None when unset or the manifest cannot be loaded."""
+    from sghost.config import ManifestError, load_manifest
+
+    try:
+        return load_manifest(absolute).runtime_dir
+    except ManifestError:
+        return None
+
+
+def request(manifest_path: str | Path, payload: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+    """Send one request to the sghost that runs ``manifest_path``; return its answer.
+
+    Raises ControlError when no sghost runs for that manifest, it cannot be
+    reached, or it does not answer within ``timeout`` seconds.
+    """
+    absolute = _absolute(manifest_path)
+    candidates = candidate_socket_paths(absolute, _configured_runtime_dir(absolute))
+    existing = [path for path in candidates if path.exists()]
+    if not existing:
+        raise ControlError(f"no sghost is running for {absolute} (no control socket at {candidates[0]})")
+    refused: list[Path] = []
+    for path in existing:
+        try:
+            return _exchange(path, payload, timeout)
+        except (ConnectionRefusedError, FileNotFoundError):
+            refused.append(path)
+        except PermissionError:
+            raise ControlError(
+                f"permission denied on {path}: run this as the user that runs sghost for {absolute} (or root)"
+            ) from None
+    raise ControlError(f"no sghost is running for {absolute} (stale control socket at {refused[0]})")
+
+
+def _exchange(path: Path, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    with sock:
+        sock.connect(os.fsencode(path))
+        try:
+            sock.sendall(_encode(payload))
+            line = _read_line(sock, limit=64 * 1024 * 1024)
+        except TimeoutError:
+            raise ControlError(f"sghost did not answer within {timeout} s on {path}") from None
+        except (OSError, ValueError) as error:
+            raise ControlError(f"lost the connection to sghost on {path}: {error}") from None
+    if not line:
+        raise ControlError(f"sghost closed the control connection on {path} without an answer")
+    try:
+        answer = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ControlError(f"sghost answered something that is not JSON on {path}") from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"sghost answered {type(answer).__name__}, not a JSON object, on {path}")
+    return answer
+
+
+def message_of(answer: dict[str, Any]) -> str:
+    """The text to show for an answer: its ``message``, else its ``error``, else a generic word."""
+    text = answer.get("message") or answer.get("error")
+    if text:
+        return str(text)
+    return "OK" if answer.get("ok") else "failed (no reason given)"
+
+
+def send_command(manifest_path: str | Path, op: str, resource: str | None = None, timeout: float = 10) -> int:
+    """Ask the running host to ``op`` (start, stop, restart, reload) ``resource``; print its answer.
+
+    The message goes to stdout on success, stderr otherwise. Returns the exit
+    code: 0 when the host accepted, 1 when it refused or does not run.
+    """
+    payload: dict[str, Any] = {"op": op}
+    if resource is not None:
+        payload["resource"] = resource
+    try:
+        answer = request(manifest_path, payload, timeout)
+    except ControlError as error:
+        print(f"sghost {op}: {error}", file=sys.stderr)
+        return 1
+    if answer.get("ok"):
+        print(message_of(answer))
+        return 0
+    print(f"sghost {op}: {message_of(answer)}", file=sys.stderr)
+    return 1
+
+
+__all__ = [
+    "OPS",
+    "ControlError",
+    "ControlServer",
+    "candidate_socket_paths",
+    "request",
+    "runtime_dir_for",
+    "send_command",
+    "socket_path_for",
+]

@@ -1,0 +1,198 @@
+"""``sghost status --all``: every sghost host on a shared broker, from their retained health.
+
+A host is a meta-resource with a retained ``data/<host>/health`` JSON document
+(see :mod:`sghost.statusview` for its shape); its retained
+``resourceavailable/<host>/presence`` says whether that document is live
+(``True``) or stale (``False``: the host stopped or its last will fired).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sghost.statusview import NONE, format_error, format_pid, format_table
+
+HEALTH_TOPIC = "data/+/health"
+PRESENCE_TOPIC = "resourceavailable/+/presence"
+QUIET = 0.3
+"""Seconds without a new message, after the subscription is acknowledged, that end the collection."""
+DEFAULT_PORT = 1883
+FLEET_COLUMNS = ("HOST", "PRESENCE", "RESOURCE", "STATE", "PID", "RESTARTS", "LAST ERROR")
+
+
+class FleetError(Exception):
+    """The broker could not be asked; ``str(error)`` says why."""
+
+
+def parse_broker(value: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) -> (host, port); ValueError with the reason."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{value!r}: expected [IPv6]:PORT")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"{value!r}: expected HOST[:PORT]")
+    if not port_text:
+        return host, DEFAULT_PORT
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{value!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{value!r}: port {port} is not in 1..65535")
+    return host, port
+
+
+def _name(topic: str, prefix: str, suffix: str) -> str | None:
+    parts = topic.split("/")
+    if len(parts) == 3 and parts[0] == prefix and parts[2] == suffix:
+        return parts[1]
+    return None
+
+
+def _health(payload: bytes) -> dict[str, Any] | None:
+    """The health document, or None for a payload that is not one (a plain resource's ``health`` signal)."""
+    try:
+        document = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(document, dict) and isinstance(document.get("resources"), dict):
+        return document
+    return None
+
+
+class _Collector:
+    """Callbacks of the collecting client; all state lives here."""
+
+    def __init__(self) -> None:
+        self.health: dict[str, dict[str, Any]] = {}
+        self.presence: dict[str, str] = {}
+        self.connect_error: str | None = None
+        self.subscribed_at: float | None = None
+        self.last_message = 0.0
+
+    def on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
+        if reason.is_failure:
+            self.connect_error = f"the broker refused the connection: {reason}"
+            return
+        client.subscribe([(HEALTH_TOPIC, 1), (PRESENCE_TOPIC, 1)])
+
+    def on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, props: object) -> None:
+        failed = [str(code) for code in reasons if code.is_failure]
+        if failed:
+            self.connect_error = f"the broker refused the subscription: {', '.join(failed)}"
+        self.subscribed_at = self.last_message = time.monotonic()
+
+    def on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.last_message = time.monotonic()
+        host = _name(message.topic, "data", "health")
+        if host is not None:
+            document = _health(message.payload)
+            if document is None:
+                self.health.pop(host, None)  # cleared (empty payload) or not a host's health
+            else:
+                self.health[host] = document
+            return
+        name = _name(message.topic, "resourceavailable", "presence")
+        if name is not None:
+            self.presence[name] = message.payload.decode("utf-8", errors="replace")
+
+    def done(self, now: float) -> bool:
+        return self.subscribed_at is not None and now - self.last_message >= QUIET
+
+
+def collect_fleet(host: str, port: int = DEFAULT_PORT, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Every sghost host whose retained health the broker at ``host:port`` holds.
+
+    Returns ``{host_name: {"presence": "True" | "False" | None, "health": dict}}``;
+    only names with a health document count (a plain resource's presence is not a host).
+    Collection stops once no message arrived for 0.3 s after the subscription
+    was acknowledged, or after ``timeout`` seconds. Raises FleetError when the
+    broker cannot be reached, refuses, or does not acknowledge within ``timeout``.
+    """
+    collector = _Collector()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.on_connect = collector.on_connect
+    client.on_subscribe = collector.on_subscribe
+    client.on_message = collector.on_message
+    client.connect_timeout = timeout
+    deadline = time.monotonic() + timeout
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout) + 5))
+    except (OSError, ValueError) as error:
+        raise FleetError(f"cannot connect to the broker {host}:{port}: {error}") from None
+    try:
+        while True:
+            now = time.monotonic()
+            if collector.connect_error is not None:
+                raise FleetError(f"{host}:{port}: {collector.connect_error}")
+            if collector.done(now) or now >= deadline:
+                break
+            wait = min(deadline - now, QUIET if collector.subscribed_at is None else QUIET / 3)
+            code = client.loop(timeout=max(0.01, wait))
+            if collector.connect_error is not None:
+                raise FleetError(f"{host}:{port}: {collector.connect_error}")
+            if code != mqtt.MQTT_ERR_SUCCESS:
+                raise FleetError(f"lost the connection to the broker {host}:{port}: {mqtt.error_string(code)}")
+        if collector.subscribed_at is None:
+            raise FleetError(f"the broker {host}:{port} did not answer within {timeout} s")
+    finally:
+        client.disconnect()
+    return {
+        name: {"presence": collector.presence.get(name), "health": document}
+        for name, document in sorted(collector.health.items())
+    }
+
+
+def _presence(value: str | None) -> str:
+    if value == "True":
+        return "online"
+    if value == "False":
+        return "offline (stale)"
+    return "unknown"
+
+
+def format_fleet(fleet: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per resource of every host: HOST PRESENCE RESOURCE STATE PID RESTARTS LAST ERROR.
+
+    A host whose presence is ``False`` shows ``offline (stale)``: its states are
+    the last it published before it went away.
+    """
+    rows: list[list[str]] = []
+    for name in sorted(fleet):
+        entry = fleet[name]
+        presence = _presence(entry.get("presence"))
+        health = entry.get("health") or {}
+        resources = health.get("resources") if isinstance(health, Mapping) else None
+        if not isinstance(resources, Mapping) or not resources:
+            rows.append([name, presence, NONE, NONE, NONE, NONE, NONE])
+            continue
+        for resource, values in resources.items():
+            values = values if isinstance(values, Mapping) else {}
+            rows.append([
+                name,
+                presence,
+                str(resource),
+                str(values.get("state") or NONE),
+                format_pid(values.get("pid")),
+                str(values.get("restarts", NONE)),
+                format_error(values.get("error")),
+            ])
+    if not rows:
+        return "(no sghost host found)"
+    return format_table(FLEET_COLUMNS, rows)
+
+
+__all__ = ["FleetError", "collect_fleet", "format_fleet", "parse_broker"]
