@@ -44,7 +44,113 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list installed resource plugins")
     plugins.set_defaults(handler=_plugins)
+    _add_control_commands(commands)
     return parser
+
+
+def _add_control_commands(commands: Any) -> None:
+    """``status``, ``restart``, ``stop`` and ``reload``: talk to the running host over its control socket."""
+    status = commands.add_parser(
+        "status",
+        help="show the running host's resources; with --all, every sghost host on a broker",
+        description="Show each resource's state, pid, restarts, uptime, CPU, memory and last error. "
+        "Exits 1 when no sghost runs for the manifest.",
+    )
+    _add_manifest_option(status)
+    status.add_argument("--json", action="store_true", help="print the status document as JSON, for scripts")
+    status.add_argument(
+        "--all", action="store_true",
+        help="list every sghost host on a shared broker, from their retained health",
+    )
+    status.add_argument(
+        "--broker", metavar="HOST[:PORT]",
+        help="with --all: the broker to ask (default: [broker] host and port of the manifest)",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S",
+        help="seconds to wait for the host or the broker (default: 5)",
+    )
+    status.set_defaults(handler=_status)
+
+    for op, text in (("restart", "restart"), ("stop", "stop")):
+        parser = commands.add_parser(op, help=f"{text} one resource (or 'all') of the running host")
+        parser.add_argument("resource", help="a resource name, or 'all'")
+        _add_manifest_option(parser)
+        parser.set_defaults(handler=_control, op=op)
+
+    reload = commands.add_parser(
+        "reload",
+        help="make the running host re-read its manifest (like SIGHUP)",
+        description="Start added resources, stop removed ones, restart changed ones; "
+        "a manifest with problems is rejected and nothing changes (exit 1).",
+    )
+    _add_manifest_option(reload)
+    reload.set_defaults(handler=_control, op="reload", resource=None)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    if args.all:
+        return _fleet_status(args)
+    if args.broker:
+        print("sghost status: --broker needs --all", file=sys.stderr)
+        return EXIT_CONFIG
+    from sghost.control import ControlError, request
+    from sghost.statusview import format_status
+
+    try:
+        answer = request(args.config, {"op": "status"}, timeout=args.timeout)
+    except ControlError as error:
+        print(f"sghost status: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not answer.get("ok") or not isinstance(answer.get("status"), dict):
+        print(f"sghost status: {answer.get('message') or answer.get('error') or answer}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(answer["status"], indent=2, sort_keys=True))
+    else:
+        print(format_status(answer["status"]))
+    return EXIT_OK
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    import json
+
+    from sghost.fleet import FleetError, collect_fleet, format_fleet, parse_broker
+
+    if args.broker:
+        try:
+            host, port = parse_broker(args.broker)
+        except ValueError as error:
+            print(f"sghost status: --broker {error}", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        try:
+            broker = load_manifest(args.config).broker
+        except ManifestError as error:
+            print(f"sghost status --all: give --broker HOST[:PORT], or a valid manifest:\n{error}", file=sys.stderr)
+            return EXIT_CONFIG
+        host, port = broker.host, broker.port
+    try:
+        fleet = collect_fleet(host, port, timeout=args.timeout)
+    except FleetError as error:
+        print(f"sghost status --all: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(fleet, indent=2, sort_keys=True))
+    else:
+        print(format_fleet(fleet))
+    if not fleet:
+        print(f"sghost status --all: no sghost host publishes health on {host}:{port}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _control(args: argparse.Namespace) -> int:
+    from sghost.control import send_command
+
+    return send_command(args.config, args.op, args.resource)
 
 
 def _add_manifest_option(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("sghost.control")
 
@@ -424,6 +424,41 @@ def _answers(path: Path) -> bool:
     return True
 
 
+class Controllable(Protocol):
+    """What :func:`make_handler` needs of the supervisor."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def command(self, op: str, name: str) -> tuple[bool, str]: ...
+
+    def reload(self) -> tuple[bool, str]: ...
+
+
+def make_handler(target: Controllable) -> Handler:
+    """The request handler that maps the protocol's ops onto the supervisor's methods.
+
+    ``status`` -> ``snapshot()``; ``start|stop|restart`` -> ``command(op, resource)``;
+    ``reload`` -> ``reload()``; anything else is answered with an error.
+    """
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            return {"ok": True, "status": target.snapshot()}
+        if op in ("start", "stop", "restart"):
+            resource = request.get("resource")
+            if not isinstance(resource, str) or not resource:
+                return _error(f'{op}: expected "resource": a resource name or "all"')
+            ok, message = target.command(op, resource)
+        elif op == "reload":
+            ok, message = target.reload()
+        else:
+            return _error(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+        return {"ok": ok, "message": message} if ok else _error(message)
+
+    return handle
+
+
 # ---------------------------------------------------------------------------
 # Client
 
@@ -518,7 +553,9 @@ __all__ = [
     "OPS",
     "ControlError",
     "ControlServer",
+    "Controllable",
     "candidate_socket_paths",
+    "make_handler",
     "request",
     "runtime_dir_for",
     "send_command",
