@@ -54,6 +54,8 @@ EXTRA_PLUGINS_ENV = "SGHOST_PLUGINS"
 ENTRY_POINT_GROUP = "sghost"
 """The entry point group in which distributions declare their plugin module."""
 
+NO_TYPES_HINT = "no @sghost.hookimpl register_resource_types calling register?"
+
 SOURCE_EXTRA = EXTRA_PLUGINS_ENV
 SOURCE_REGISTERED = "registered"
 
@@ -368,7 +370,7 @@ class PluginRegistry:
             self._types[kind.name] = kind
         info.types = [kind.name for kind in offered]
         if not offered:
-            logger.warning('Plugin "%s" offers no resource types', info.name)
+            logger.warning('Plugin "%s" offers no resource types (%s)', info.name, NO_TYPES_HINT)
         else:
             logger.debug('Plugin "%s" offers resource types: %s', info.name, ", ".join(info.types))
 
@@ -461,6 +463,12 @@ def _dist_name(dist: object) -> str | None:
     return str(name) if name else None
 
 
+def _status(info: PluginInfo) -> str:
+    if info.error is not None:
+        return f"error: {info.error}"
+    return "ok" if info.types else f"ok, but no resource types ({NO_TYPES_HINT})"
+
+
 def format_plugins(registry: PluginRegistry) -> str:
     """The table printed by ``sghost plugins``: plugin, source, types, distribution and version, status.
 
@@ -479,7 +487,7 @@ def format_plugins(registry: PluginRegistry) -> str:
             info.source,
             ", ".join(info.types) or "-",
             " ".join(part for part in (info.distribution, info.version) if part) or "-",
-            "ok" if info.error is None else f"error: {info.error}",
+            _status(info),
         )
         for info in infos
     ]

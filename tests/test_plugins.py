@@ -65,6 +65,13 @@ class Misspelled:
         register("never", noop_setup)
 
 
+class Forgot:
+    """A plugin whose author forgot ``@sghost.hookimpl``."""
+
+    def register_resource_types(self, register: Any) -> None:
+        register("never", noop_setup)
+
+
 class WrongArgument:
     """A plugin whose hookimpl asks for an argument the hook does not have."""
 
@@ -250,6 +257,15 @@ def test_bad_register_calls_fail_the_plugin(args: tuple[Any, ...], kwargs: dict[
 def test_same_type_twice_from_one_plugin() -> None:
     info = PluginRegistry().register(Offers("sign", "sign"), "twice")
     assert info.error == 'ValueError: resource type "sign" is registered twice by this plugin'
+
+
+def test_plugin_without_types_is_loaded_with_a_hint(caplog: pytest.LogCaptureFixture) -> None:
+    registry = PluginRegistry()
+    info = registry.register(Forgot(), "forgot")
+    assert (info.error, info.types) == (None, [])
+    assert "forgot" in format_plugins(registry)
+    assert "ok, but no resource types (no @sghost.hookimpl" in format_plugins(registry)
+    assert 'Plugin "forgot" offers no resource types' in caplog.text
 
 
 def test_plugin_name_already_taken() -> None:
