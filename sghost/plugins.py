@@ -212,6 +212,11 @@ class PluginRegistry:
         return [info for info in self._plugins if info.error is not None]
 
     @property
+    def autoload(self) -> bool | None:
+        """Whether :meth:`load` loaded the entry points; ``None`` before it ran."""
+        return self._autoload
+
+    @property
     def plugin_manager(self) -> pluggy.PluginManager:
         """The underlying pluggy manager (for hooks added later)."""
         return self._pm
@@ -477,7 +482,7 @@ def format_plugins(registry: PluginRegistry) -> str:
     infos = registry.plugins
     if not infos:
         text = f'No resource plugins installed (entry point group "{ENTRY_POINT_GROUP}").'
-        if registry._autoload is False:
+        if registry.autoload is False:
             text += f" Plugin autoload is off: {AUTOLOAD_DISABLE_ENV} is set."
         return text
     header = ("PLUGIN", "SOURCE", "TYPES", "DISTRIBUTION", "STATUS")
@@ -502,6 +507,6 @@ def format_plugins(registry: PluginRegistry) -> str:
     summary = f"{len(registry.types)} resource type(s) from {len(infos) - failed} plugin(s)"
     if failed:
         summary += f"; {failed} plugin(s) failed to load"
-    if registry._autoload is False:
+    if registry.autoload is False:
         summary += f"; autoload off ({AUTOLOAD_DISABLE_ENV})"
     return "\n".join([*lines, "", summary])
