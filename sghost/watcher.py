@@ -75,6 +75,7 @@ class Watcher:
         self._timer: Timer | None = None
         self._stop_wanted = False
         self._restart_wanted = False
+        self._spawn_pending = False
         self._kill_reason: str | None = None
         self._reported_error: str | None = None
         self._memory_strikes = 0
@@ -84,7 +85,7 @@ class Watcher:
 
     def start(self) -> None:
         """Start the process unless it is already (being) started."""
-        if self.state in (STARTING, RUNNING, STOPPING):
+        if self.pid is not None or self._spawn_pending:
             return
         self._cancel_timer()
         self._stop_wanted = False
@@ -97,6 +98,7 @@ class Watcher:
         self._reported_error = None
         self._memory_strikes = 0
         self._set_state(STARTING)
+        self._spawn_pending = True
         child_ends = self._open_pipes()
         self.host.spawn(self, self.host.child_spec(self.config), child_ends)
         for fd in child_ends:
@@ -138,6 +140,7 @@ class Watcher:
     # --------------------------------------------------- supervisor callbacks
 
     def spawned(self, pid: int) -> None:
+        self._spawn_pending = False
         self.pid = pid
         self.started_at = time.monotonic()
         self.last_heartbeat = self.started_at
@@ -147,6 +150,7 @@ class Watcher:
             self._terminate()
 
     def spawn_failed(self, error: str) -> None:
+        self._spawn_pending = False
         self._close_pipes()
         self._record_error(f"cannot fork: {error}")
         self._after_end(1, ran_for=0.0)

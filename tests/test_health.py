@@ -1,0 +1,178 @@
+"""Health as data of the meta-resource, watchdog, memory limit, reload and remote control."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from hostharness import HostProcess, manifest_text
+from sghost.testing import Received, Recorder
+
+
+def wait_prefix(recorder: Recorder, topic: str, prefix: str, timeout: float) -> Received:
+    found = recorder.wait_until(
+        lambda: next((m for m in recorder.on(topic) if m.payload.startswith(prefix)), None), timeout
+    )
+    assert found, f"no {prefix!r}... on {topic}; seen: {[m.payload for m in recorder.on(topic)]}"
+    return found  # type: ignore[return-value]
+
+
+TWO = '[resources.one]\ntype = "echoer"\n[resources.two]\ntype = "counter"\n'
+
+
+@pytest.fixture
+def host_factory(tmp_path: Path):
+    started: list[HostProcess] = []
+
+    def make(text: str, name: str = "hostconfig.toml") -> HostProcess:
+        manifest = tmp_path / name
+        manifest.write_text(text)
+        host = HostProcess(manifest).start()
+        started.append(host)
+        return host
+
+    yield make
+    for host in started:
+        host.stop()
+
+
+def test_health_topics_are_retained_for_a_late_subscriber(mosquitto, host_factory) -> None:
+    host = host_factory(manifest_text(mosquitto, TWO, host="gw1"))
+    host.wait_log("[two] started")
+    watcher = Recorder(mosquitto.host, mosquitto.port).start()
+    try:
+        watcher.wait_for("data/gw1/one_state", "running", timeout=10)
+        watcher.wait_for("data/gw1/two_uptime", timeout=5)
+        watcher.wait_for("data/gw1/health", timeout=5)
+        late = Recorder(mosquitto.host, mosquitto.port, "#").start()
+        try:
+            for field in ("state", "restarts", "pid", "uptime", "cpu", "memory", "error"):
+                for name in ("one", "two"):
+                    message = late.wait_for(f"data/gw1/{name}_{field}", timeout=5)
+                    assert message.retain, f"{name}_{field} is retained"
+                    late.wait_for(f"dataavailable/gw1/{name}_{field}", "True", retain=True)
+            assert late.latest("data/gw1/one_error") == "none"
+            assert late.wait_for("resourceavailable/gw1/presence", "True").retain
+            health = json.loads(late.wait_for("data/gw1/health", retain=True).payload)
+            assert health["host"] == "gw1"
+            assert set(health["resources"]) == {"one", "two"}
+            assert health["resources"]["one"]["state"] == "running"
+            assert {"cpu", "memory", "uptime", "version"} <= set(health)
+        finally:
+            late.stop()
+    finally:
+        watcher.stop()
+
+
+def test_clean_stop_reports_stopped_then_host_presence_false(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, TWO, host="gw2"))
+    recorder.wait_for("data/gw2/two_state", "running", timeout=10)
+    up = recorder.wait_for("resourceavailable/gw2/presence", "True")
+    host.signal(signal.SIGTERM)
+    assert host.wait(15) == 0
+    one = recorder.wait_for("data/gw2/one_state", "stopped", after=up.at)
+    two = recorder.wait_for("data/gw2/two_state", "stopped", after=up.at)
+    gone = recorder.wait_for("resourceavailable/gw2/presence", "False", after=up.at)
+    assert gone.at >= max(one.at, two.at), "the host's presence goes False after the states"
+
+
+def test_hung_resource_is_killed_by_the_watchdog_and_restarted(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host_factory(manifest_text(mosquitto, '[resources.hung]\ntype = "hanger"\nwatchdog = 2.0\n', host="gw3"))
+    recorder.wait_for("data/gw3/hung_state", "running", timeout=10)
+    recorder.publish("command/hung/hang", "now")
+    hang = recorder.wait_for("command/hung/hang", "now")
+    error = wait_prefix(recorder, "data/gw3/hung_error", "watchdog", timeout=10)
+    assert error.at - hang.at <= 2.0 + 1.0 + 0.5, "killed within watchdog + 1 s"
+    recorder.wait_for("data/gw3/hung_restarts", "1", timeout=5)
+    recorder.wait_for("data/gw3/hung_state", "running", after=error.at, timeout=10)
+
+
+def test_memory_hog_is_restarted_with_memory_error(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    text = manifest_text(
+        mosquitto,
+        '[resources.hog]\ntype = "hog"\nmax_memory_mb = 100\n[resources.hog.settings]\nmb = 400\n',
+        host="gw4",
+    )
+    host_factory(text)
+    error = wait_prefix(recorder, "data/gw4/hog_error", "memory:", timeout=20)
+    assert "max_memory_mb 100" in error.payload
+    recorder.wait_for("data/gw4/hog_restarts", "1", timeout=5)
+
+
+def test_reload_keeps_untouched_pids_and_applies_changes(mosquitto, mqtt_recorder, host_factory, tmp_path) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    base = (
+        '[resources.keep]\ntype = "echoer"\n[resources.change]\ntype = "counter"\n'
+        '[resources.drop]\ntype = "echoer"\n'
+    )
+    host = host_factory(manifest_text(mosquitto, base, host="gw5"))
+    for name in ("keep", "change", "drop"):
+        recorder.wait_for(f"data/gw5/{name}_state", "running", timeout=10)
+    keep_pid = recorder.latest("data/gw5/keep_pid")
+    change_pid = recorder.latest("data/gw5/change_pid")
+    changed = (
+        '[resources.keep]\ntype = "echoer"\n[resources.change]\ntype = "counter"\n'
+        "[resources.change.settings]\ninterval = 0.5\n[resources.new]\ntype = \"echoer\"\n"
+    )
+    (tmp_path / "hostconfig.toml").write_text(manifest_text(mosquitto, changed, host="gw5"))
+    host.signal(signal.SIGHUP)
+    recorder.wait_for("data/gw5/new_state", "running", timeout=10)
+    recorder.wait_for("data/gw5/drop_state", "", timeout=10)
+    recorder.wait_for("dataavailable/gw5/drop_state", "", timeout=5)
+    recorder.wait_until(lambda: recorder.latest("data/gw5/change_pid") not in (change_pid, "0"), 10)
+    assert recorder.latest("data/gw5/change_pid") not in (change_pid, "0")
+    assert recorder.latest("data/gw5/keep_pid") == keep_pid, "an untouched resource keeps its process"
+    host.wait_log("1 added, 1 removed, 1 restarted, 1 untouched")
+
+
+def test_bad_manifest_on_reload_changes_nothing(mosquitto, mqtt_recorder, host_factory, tmp_path) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, '[resources.keep]\ntype = "echoer"\n', host="gw6"))
+    recorder.wait_for("data/gw6/keep_state", "running", timeout=10)
+    pid = recorder.latest("data/gw6/keep_pid")
+    (tmp_path / "hostconfig.toml").write_text(
+        manifest_text(mosquitto, '[resources.keep]\ntype = "echoer"\nrestart = "sometimes"\n', host="gw6")
+    )
+    host.signal(signal.SIGHUP)
+    host.wait_log("reload rejected, nothing changed")
+    host.wait_log('resources.keep.restart: "sometimes" is not a restart policy')
+    recorder.publish("command/keep/ping", "alive")
+    recorder.wait_for("data/keep/ping", "alive")
+    assert recorder.latest("data/gw6/keep_pid") == pid
+
+
+def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host_factory(manifest_text(mosquitto, TWO, host="gw7", host_extra="remote_control = true\n"))
+    recorder.wait_for("data/gw7/one_state", "running", timeout=10)
+    recorder.wait_for("commandavailable/gw7/restart", "True")
+    recorder.publish("command/gw7/stop", "one")
+    recorder.wait_for("data/gw7/stop", "stop: one")
+    recorder.wait_for("data/gw7/one_state", "stopped")
+    recorder.publish("command/gw7/start", "one")
+    recorder.wait_for("data/gw7/start", "start: one")
+    stopped = recorder.wait_for("data/gw7/one_state", "stopped")
+    recorder.wait_for("data/gw7/one_state", "running", after=stopped.at)
+    recorder.publish("command/gw7/restart", "nosuch")
+    answer = recorder.wait_for("data/gw7/restart")
+    assert answer.payload.startswith("error: unknown resource 'nosuch'")
+    assert recorder.latest("data/gw7/two_restarts") == "0", "an unknown name changes nothing"
+
+
+def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, TWO, host="gw8"))
+    recorder.wait_for("data/gw8/one_state", "running", timeout=10)
+    recorder.publish("command/gw8/stop", "one")
+    recorder.publish("command/one/ping", "after")
+    recorder.wait_for("data/one/ping", "after")
+    assert recorder.on("data/gw8/stop") == []
+    assert recorder.latest("data/gw8/one_state") == "running"
+    assert recorder.on("commandavailable/gw8/stop") == []
+    assert "remote control is on" not in host.log()
