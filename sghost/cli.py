@@ -188,14 +188,17 @@ def _check(args: argparse.Namespace) -> int:
         config = load_checked(args.config, registry, strict_types=True)
     except ManifestError as error:
         print(error, file=sys.stderr)
+        for plugin in registry.failed:
+            print(f'plugin "{plugin.name}" ({plugin.source}) failed to load: {plugin.error}', file=sys.stderr)
         return EXIT_CONFIG
     print(f"{config.path}: OK, host {config.name!r}, {len(config.resources)} resource(s)")
     return EXIT_OK
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    print(format_plugins(load_registry()))
-    return EXIT_OK
+    registry = load_registry()
+    print(format_plugins(registry))
+    return EXIT_FAILURE if registry.failed else EXIT_OK
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from sghost import events, oslevel
 from sghost.child import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING, ChildSpec
 from sghost.config import ResourceConfig
 from sghost.lines import LineSplitter
-from sghost.policy import RestartTracker
+from sghost.policy import Decision, RestartTracker
 from sghost.timers import Timer, Timers
 
 STARTING = "starting"
@@ -246,6 +246,8 @@ class Watcher:
         decision = self.tracker.decide(
             time.monotonic(), ran_for, status, count_failure=self.host.broker_reachable()
         )
+        if status == EXIT_TYPE_MISSING:
+            decision = Decision(restart=True, delay=self.config.policy.backoff_max, fatal=True)
         if not decision.restart:
             self._set_state(STOPPED)
         elif decision.fatal:
