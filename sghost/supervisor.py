@@ -84,6 +84,8 @@ class Supervisor:
 
     def run(self) -> int:
         """Start everything, serve until asked to stop, stop everything; return the exit code."""
+        for warning in self.config.warnings:
+            log.warning("%s", warning)
         try:
             self._address = self._start_broker()
         except BrokerError as error:
