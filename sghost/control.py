@@ -32,6 +32,7 @@ import socket
 import stat
 import struct
 import sys
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -221,8 +222,27 @@ def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
 
 
+_OPEN_SERVERS: weakref.WeakSet[ControlServer] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    """After ``os.fork()``: the child (the zygote, resources) must not hold the socket or the lock.
+
+    Otherwise a killed supervisor's children would keep the lock (a new sghost
+    could not start) and accept connections nobody answers.
+    """
+    for server in list(_OPEN_SERVERS):
+        server._forget()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
 class ControlServer:
     """The supervisor's end of the control channel, driven by its selector loop.
+
+    Processes forked while it is open close their copies of its socket and lock
+    (``os.register_at_fork``), so only the process that opened it serves it.
 
     :param path: the socket's path (see :func:`socket_path_for`).
     :param handler: called with each valid request (a dict with a string ``op``);
@@ -276,6 +296,7 @@ class ControlServer:
             self._release_lock()
             raise
         self._sock = sock
+        _OPEN_SERVERS.add(self)
         log.debug("control socket %s", self.path)
 
     def fileno(self) -> int:
@@ -284,21 +305,25 @@ class ControlServer:
             raise ControlError("the control server is not open")
         return self._sock.fileno()
 
-    def inherited_fds(self) -> list[int]:
-        """Descriptors a forked child (the zygote) should close: the listening socket and the lock."""
-        fds = [self._lock_fd] if self._lock_fd >= 0 else []
-        if self._sock is not None:
-            fds.append(self._sock.fileno())
-        return fds
-
     def close(self) -> None:
         """Stop serving: remove the socket file, then release the lock. Safe to call twice."""
+        _OPEN_SERVERS.discard(self)
         if self._sock is not None:
             self._sock.close()
             self._sock = None
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
         self._release_lock()
+
+    def _forget(self) -> None:
+        """Close this process's copies of the socket and lock, leaving the file and the lock to the parent."""
+        _OPEN_SERVERS.discard(self)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # the parent's descriptor keeps the flock
+            self._lock_fd = -1
 
     def __enter__(self) -> ControlServer:
         self.open()

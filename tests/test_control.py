@@ -258,6 +258,37 @@ def test_second_server_for_the_same_manifest_is_refused(xdg: Path, manifest: Pat
     third.close()
 
 
+def test_forked_children_do_not_keep_the_socket_or_the_lock(xdg: Path, manifest: Path, host: FakeHost) -> None:
+    server = open_server(manifest, host)
+    listening, lock = server.fileno(), server._lock_fd
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports which of the two descriptors it still has
+        try:
+            still_open = []
+            for fd in (listening, lock):
+                try:
+                    os.fstat(fd)
+                    still_open.append(fd)
+                except OSError:
+                    pass
+            os.write(write_end, json.dumps(still_open).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as report:
+        assert json.loads(report.read()) == []
+    os.waitpid(pid, 0)
+    try:
+        # the parent still serves and still holds the lock
+        with ServerThread(server):
+            assert request(manifest, {"op": "status"})["ok"] is True
+            with pytest.raises(ControlError, match="another sghost already runs"):
+                ControlServer(server.path, make_handler(host), manifest=manifest).open()
+    finally:
+        server.close()
+
+
 def test_a_regular_file_in_place_of_the_socket_is_not_removed(xdg: Path, manifest: Path, host: FakeHost) -> None:
     path = socket_path_for(manifest)
     path.write_text("not a socket")
