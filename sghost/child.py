@@ -114,7 +114,13 @@ def _run_loop(
 ) -> int:
     reporter = _ConnectionReporter(channel)
     resource.on_broker_connectionstatus_info = reporter.status_changed
-    resource.start(use_threaded_networking=False)
+    try:
+        resource.start(use_threaded_networking=False)
+    except (OSError, ValueError) as error:
+        text = f"cannot start the MQTT client: {one_line(error)}"
+        logging.getLogger(spec.name).error("%s", text)
+        channel.send(events.CONNECT_ERROR, text=text, refused=True)
+        return EXIT_BROKER_REFUSED
     context.start_threads()
     next_heartbeat = 0.0
     exit_code = EXIT_OK
@@ -153,9 +159,14 @@ class _ConnectionReporter:
         if error is None or error == self.reported_error:
             return False
         self.reported_error = error
-        refused = error.startswith("the broker refused")
+        refused = error.startswith("the broker refused") or _is_tls_failure(error)
         self.channel.send(events.CONNECT_ERROR, text=error, refused=refused)
         return refused
+
+
+def _is_tls_failure(error: str) -> bool:
+    """A failed TLS handshake (bad, unknown or expired certificate) does not heal by retrying."""
+    return "SSL" in error or "certificate" in error.lower()
 
 
 def one_line(error: BaseException) -> str:

@@ -31,7 +31,6 @@ class HealthPublisher:
     def __init__(self, spec: ChildSpec) -> None:
         self.resource: Resource = build_resource(spec)
         self.resource.logger = logging.getLogger("sghost.mqtt")
-        self.resource.register_outgoing_data(HEALTH_SIGNAL, defaultvalue="{}", send_data_as_retained=True)
         self._sent: dict[str, str] = {}
         self._registered: set[str] = set()
 

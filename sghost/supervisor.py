@@ -23,10 +23,11 @@ from typing import Any
 
 import psutil
 
-from sghost import __version__, zygote
+from sghost import __version__, systemd, zygote
 from sghost.broker import BrokerError, EmbeddedBroker
 from sghost.child import ChildSpec
 from sghost.config import HostConfig, ManifestError, ResourceConfig
+from sghost.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.health import HealthPublisher
 from sghost.plugins import PluginRegistry
 from sghost.timers import Timers
@@ -79,6 +80,7 @@ class Supervisor:
         self._retiring: set[str] = set()
         self._remote: queue.SimpleQueue[tuple[str, str, Future[str]]] = queue.SimpleQueue()
         self._remote_w = -1
+        self.control: ControlServer | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -87,9 +89,12 @@ class Supervisor:
         for warning in self.config.warnings:
             log.warning("%s", warning)
         try:
+            self.control = self._open_control()
             self._address = self._start_broker()
-        except BrokerError as error:
+        except (BrokerError, ControlError) as error:
             log.error("%s", error)
+            if self.control is not None:
+                self.control.close()
             return EXIT_FAILURE
         self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry)
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
@@ -105,6 +110,8 @@ class Supervisor:
             __version__, self.config.name, len(self.watchers), self._address.host, self._address.port,
         )
         self.timers.call_later(TICK, self._tick)
+        self._start_systemd_watchdog()
+        systemd.ready(f"{len(self.watchers)} resource(s)")
         try:
             self._serve()
         finally:
@@ -116,6 +123,7 @@ class Supervisor:
         if self._stopping:
             return
         log.info("stopping %d resource(s)", len(self.watchers))
+        systemd.stopping()
         self._stopping = True
         for watcher in self.watchers.values():
             watcher.stop()
@@ -134,6 +142,8 @@ class Supervisor:
                     self._read_signals()
                 elif kind == "remote":
                     self._run_remote_commands(key.fd)
+                elif kind == "control" and self.control is not None:
+                    self.control.handle_ready()
             self.timers.run_due()
             if self._stopping:
                 self._finish_if_stopped()
@@ -156,6 +166,29 @@ class Supervisor:
             _wait_for_exit(self._zygote_pid, 3.0)
         if self._broker is not None:
             self._broker.stop()
+        if self.control is not None:
+            self.control.close()
+
+    def _open_control(self) -> ControlServer:
+        """The local control socket, opened first so that a second sghost for this manifest is refused."""
+        control = ControlServer(
+            socket_path_for(self.config.path, self.config.runtime_dir), make_handler(self), manifest=self.config.path
+        )
+        control.open()
+        self.selector.register(control, selectors.EVENT_READ, ("control", None))
+        return control
+
+    def _start_systemd_watchdog(self) -> None:
+        """Send WATCHDOG=1 from the event loop itself, so a hung loop stops the pings."""
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return
+
+        def ping() -> None:
+            systemd.watchdog()
+            self.timers.call_later(interval, ping)
+
+        ping()
 
     # -------------------------------------------------------------- broker
 
@@ -336,6 +369,13 @@ class Supervisor:
         Untouched resources keep their processes. A manifest with problems is
         rejected and the running set stays as it was. Plugins are not re-read.
         """
+        systemd.reloading()
+        try:
+            return self._reload()
+        finally:
+            systemd.ready()
+
+    def _reload(self) -> tuple[bool, str]:
         from sghost.cli import load_checked
 
         try:

@@ -172,8 +172,7 @@ class Watcher:
             self.host.state_changed(self)
         elif kind in (events.CONNECT_ERROR, events.PLUGIN_ERROR):
             self._reported_error = str(event.get("text", ""))
-            if kind == events.PLUGIN_ERROR or event.get("refused"):
-                self._record_error(self._describe_reported(kind))
+            self._record_error(self._describe_reported(kind))
 
     def output_line(self, stream: str, line: str) -> None:
         level, text = _split_level(line)

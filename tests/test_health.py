@@ -84,6 +84,7 @@ def test_hung_resource_is_killed_by_the_watchdog_and_restarted(mosquitto, mqtt_r
     recorder: Recorder = mqtt_recorder(mosquitto)
     host_factory(manifest_text(mosquitto, '[resources.hung]\ntype = "hanger"\nwatchdog = 2.0\n', host="gw3"))
     recorder.wait_for("data/gw3/hung_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/hung/presence", "True")
     recorder.publish("command/hung/hang", "now")
     hang = recorder.wait_for("command/hung/hang", "now")
     error = wait_prefix(recorder, "data/gw3/hung_error", "watchdog", timeout=10)
@@ -135,6 +136,7 @@ def test_bad_manifest_on_reload_changes_nothing(mosquitto, mqtt_recorder, host_f
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(manifest_text(mosquitto, '[resources.keep]\ntype = "echoer"\n', host="gw6"))
     recorder.wait_for("data/gw6/keep_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/keep/presence", "True")
     pid = recorder.latest("data/gw6/keep_pid")
     (tmp_path / "hostconfig.toml").write_text(
         manifest_text(mosquitto, '[resources.keep]\ntype = "echoer"\nrestart = "sometimes"\n', host="gw6")
@@ -169,6 +171,7 @@ def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(manifest_text(mosquitto, TWO, host="gw8"))
     recorder.wait_for("data/gw8/one_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/one/presence", "True")
     recorder.publish("command/gw8/stop", "one")
     recorder.publish("command/one/ping", "after")
     recorder.wait_for("data/one/ping", "after")

@@ -88,6 +88,7 @@ def test_crashing_plugin_backs_off_then_goes_fatal_while_others_run(mosquitto, m
     recorder.wait_for("data/sghost/broken_state", "backoff", timeout=10)
     recorder.wait_for("data/sghost/broken_state", "fatal", timeout=15)
     recorder.wait_for("data/sghost/broken_error", "plugin error: RuntimeError: boom at start")
+    recorder.wait_for("resourceavailable/fine/presence", "True")
     host.wait_log("boom at start")
     host.wait_log("[broken] fatal")
     recorder.publish("command/fine/ping", "hello")
@@ -151,6 +152,7 @@ def test_plugin_that_fails_to_import_is_reported_and_the_others_run(mosquitto, m
     try:
         host.wait_log("missing dependency: serial")
         recorder.wait_for("data/sghost/serialthing_state", "fatal", timeout=15)
+        recorder.wait_for("resourceavailable/fine/presence", "True")
         error = recorder.latest("data/sghost/serialthing_error") or ""
         assert "serialthing" in error and "missing dependency: serial" in error
         recorder.publish("command/fine/ping", "still here")
@@ -191,6 +193,7 @@ def test_stop_timeout_kills_a_resource_that_ignores_sigterm(mosquitto, mqtt_reco
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(manifest_text(mosquitto, '[resources.stuck]\ntype = "hanger"\nstop_timeout = 1.0\n'))
     recorder.wait_for("data/sghost/stuck_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/stuck/presence", "True")
     recorder.publish("command/stuck/hang", "now")
     host.wait_log("hanging forever")
     family = [process.pid for process in host.descendants()]
@@ -211,6 +214,7 @@ def test_child_output_is_captured_with_prefix_and_into_a_rotating_file(
     )
     host = host_factory(text)
     recorder.wait_for("data/sghost/sign_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/sign/presence", "True")
     for index in range(40):
         recorder.publish("command/sign/state", "True" if index % 2 else "False")
     host.wait_log("[sign] Turning on my taxi sign.")
