@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -220,13 +221,28 @@ class AmqttBroker:
         self.process = None
 
 
-class EmbeddedBroker:
-    """sghost's own loopback broker: mosquitto when installed, else amqtt, else a clear error."""
+def find_amqtt() -> str | None:
+    """Return the path of amqtt's broker command, also when only this interpreter's venv has it."""
+    beside_python = Path(sys.executable).with_name("amqtt")
+    return shutil.which("amqtt") or (str(beside_python) if os.access(beside_python, os.X_OK) else None)
 
-    def __init__(self, port: int, workdir: str | os.PathLike[str] | None = None) -> None:
+
+class EmbeddedBroker:
+    """sghost's own loopback broker: mosquitto when installed, else amqtt, else a clear error.
+
+    :param candidates: the implementations to try, in order.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        workdir: str | os.PathLike[str] | None = None,
+        candidates: tuple[str, ...] = ("mosquitto", "amqtt"),
+    ) -> None:
         self.port = port
         self.host = LOOPBACK
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sghost-embedded-"))
+        self.candidates = candidates
         self.kind = ""
         self._impl: MosquittoBroker | AmqttBroker | None = None
 
@@ -236,10 +252,14 @@ class EmbeddedBroker:
                 f"cannot start the embedded broker: port {self.port} on {self.host} is already in use "
                 "(another broker?); set [broker] port to a free port, or embedded = false to use that broker"
             )
-        if find_mosquitto() is not None:
-            self._impl, self.kind = MosquittoBroker(self.port, workdir=self.workdir), "mosquitto"
-        elif shutil.which("amqtt"):
-            self._impl, self.kind = AmqttBroker(str(shutil.which("amqtt")), self.port, self.workdir), "amqtt"
+        for candidate in self.candidates:
+            if candidate == "mosquitto" and find_mosquitto() is not None:
+                self._impl, self.kind = MosquittoBroker(self.port, workdir=self.workdir), "mosquitto"
+                break
+            amqtt = find_amqtt() if candidate == "amqtt" else None
+            if amqtt is not None:
+                self._impl, self.kind = AmqttBroker(amqtt, self.port, self.workdir), "amqtt"
+                break
         else:
             raise BrokerError(INSTALL_HINT)
         self._impl.start()

@@ -1,0 +1,76 @@
+"""The embedded broker: mosquitto when installed, else amqtt, else a clear error."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from hostharness import HostProcess, manifest_text
+from sghost.broker import BrokerError, EmbeddedBroker, find_amqtt, free_port
+from sghost.testing import Recorder
+
+
+def test_mosquitto_is_preferred_and_listens_on_loopback_only(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(free_port(), workdir=tmp_path)
+    broker.start()
+    try:
+        assert broker.kind == "mosquitto"
+        recorder = Recorder(broker.host, broker.port).start()
+        recorder.publish("a/b/c", "x", retain=True)
+        assert recorder.wait_for("a/b/c", "x").payload == "x"
+        recorder.stop()
+        assert "set_tcp_nodelay true" in (tmp_path / "mosquitto.conf").read_text()
+        assert f"listener {broker.port} 127.0.0.1" in (tmp_path / "mosquitto.conf").read_text()
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(find_amqtt() is None, reason="amqtt is not installed (pip install sghost[broker])")
+def test_amqtt_is_the_fallback(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(free_port(), workdir=tmp_path, candidates=("amqtt",))
+    broker.start()
+    try:
+        assert broker.kind == "amqtt"
+        recorder = Recorder(broker.host, broker.port).start()
+        recorder.publish("a/b/c", "via amqtt", retain=True)
+        recorder.wait_for("a/b/c", "via amqtt")
+        recorder.stop()
+    finally:
+        broker.stop()
+
+
+def test_no_broker_installed_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match=r"install mosquitto .*'pip install sghost\[broker\]'"):
+        EmbeddedBroker(free_port(), workdir=tmp_path, candidates=()).start()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"port {port} on 127.0.0.1 is already in use"):
+            EmbeddedBroker(port, workdir=tmp_path).start()
+
+
+def test_sghost_runs_its_resources_on_the_embedded_broker(tmp_path: Path) -> None:
+    port = free_port()
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(
+        manifest_text(None, '[resources.sign]\ntype = "taxisign"\n', port=port, broker_extra="embedded = true\n")
+    )
+    host = HostProcess(manifest).start()
+    try:
+        host.wait_log("embedded broker (mosquitto)")
+        host.wait_log("[sign] started")
+        recorder = Recorder("127.0.0.1", port).start()
+        recorder.wait_for("resourceavailable/sign/presence", "True", timeout=10)
+        recorder.publish("command/sign/state", "True")
+        recorder.wait_for("data/sign/state", "True")
+        recorder.stop()
+    finally:
+        assert host.stop() == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the broker went with sghost
