@@ -1,0 +1,333 @@
+"""Benchmark sgframework against raw paho-mqtt 2.x on one private mosquitto.
+
+Run: ``.venv/bin/python bench/framework.py`` (``make bench``). The two sides are
+interleaved round by round so that drifts of the machine hit both alike.
+
+(a) throughput: ``Resource.send_data`` vs ``Client.publish``, QoS 0 and 1, counted
+    end to end by a subscriber in another process;
+(b) round trip ``App.send_command`` -> ``Resource`` echo -> ``App`` data callback
+    vs the same exchange in raw paho, p50/p99;
+(c) threaded ``start()`` until presence ``True`` is seen, ``stop()`` until ``False`` is seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import paho.mqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sgframework import App, Resource
+from sghost.broker import MosquittoBroker
+
+PROTOCOL = mqtt.MQTTv31  # sgframework's default; raw paho uses the same
+
+
+def raw_client(client_id: str = "", nodelay: bool = False) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=PROTOCOL)
+    if nodelay:  # what sgframework does to its sockets
+        client.on_socket_open = lambda c, u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client
+
+
+# ------------------------------------------------------------ counter process
+
+
+def counter_main(host: str, port: int, conn: Connection) -> None:
+    """Subscriber in its own process: counts messages on a topic, reports the last arrival time."""
+    state: dict[str, object] = {"topic": None, "left": 0}
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic != state["topic"]:
+            return
+        state["left"] = int(state["left"]) - 1  # type: ignore[call-overload]
+        if state["left"] == 0:
+            state["at"] = time.monotonic()
+            done.set()
+
+    client = raw_client()
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(host, port)
+    client.subscribe("bench/#", qos=1)
+    client.subscribe("data/#", qos=1)
+    client.loop_start()
+    subscribed.wait(5)
+    conn.send("ready")
+    while True:
+        request = conn.recv()
+        if request is None:
+            break
+        topic, count = request
+        done.clear()
+        state.update(topic=topic, left=count)
+        conn.send("armed")
+        ok = done.wait(20)
+        conn.send(state["at"] if ok else None)
+    client.disconnect()
+    client.loop_stop()
+
+
+# ----------------------------------------------------------------- throughput
+
+
+def throughput(conn: Connection, topic: str, count: int, send: callable) -> float:  # type: ignore[valid-type]
+    conn.send((topic, count))
+    assert conn.recv() == "armed"
+    start = time.monotonic()
+    for i in range(count):
+        send(i)
+    end = conn.recv()
+    if end is None:
+        raise RuntimeError(f"the counter did not receive {count} messages on {topic}")
+    return count / (end - start)
+
+
+def bench_throughput(broker: MosquittoBroker, conn: Connection, rounds: int) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, list[float]]] = {}
+    for qos, count in ((0, 20000), (1, 5000)):
+        resource = Resource(f"benchres{qos}", broker.host, broker.port)
+        resource.qos = qos
+        resource.register_outgoing_data("n")
+        resource.start(use_threaded_networking=True)
+        raw = raw_client(f"benchraw{qos}")
+        rawnd = raw_client(f"benchrawnd{qos}", nodelay=True)
+        for client in (raw, rawnd):
+            client.connect(broker.host, broker.port)
+            client.loop_start()
+        sg_topic, raw_topic, nd_topic = f"data/benchres{qos}/n", f"bench/raw{qos}/n", f"bench/rawnd{qos}/n"
+        sides = {
+            "sgframework": (sg_topic, lambda i, r=resource: r.send_data("n", i)),
+            "raw paho": (raw_topic, lambda i, c=raw, q=qos, t=raw_topic: c.publish(t, str(i), qos=q)),
+            "raw paho+NODELAY": (nd_topic, lambda i, c=rawnd, q=qos, t=nd_topic: c.publish(t, str(i), qos=q)),
+        }
+        per = results.setdefault(f"qos{qos}", {name: [] for name in sides})
+        for _ in range(rounds):
+            for name, (topic, send) in sides.items():
+                per[name].append(throughput(conn, topic, count, send))
+        resource.stop()
+        for client in (raw, rawnd):
+            client.disconnect()
+            client.loop_stop()
+    return {key: {name: statistics.median(v) for name, v in per.items()} for key, per in results.items()}
+
+
+# ----------------------------------------------------------------- round trip
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class SgPair:
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.echoed = threading.Event()
+        self.resource = Resource("rtres", broker.host, broker.port)
+        self.resource.register_incoming_command("ping", lambda *args: None)
+        self.app = App("rtapp", broker.host, broker.port)
+        self.app.register_incoming_data("rtres", "ping", lambda *args: self.echoed.set())
+        self.resource.start(use_threaded_networking=True)
+        self.app.start(use_threaded_networking=True)
+
+    def once(self, i: int) -> float:
+        self.echoed.clear()
+        start = time.perf_counter()
+        self.app.send_command("rtres", "ping", i)
+        if not self.echoed.wait(5):
+            raise RuntimeError("no echo")
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.app.stop()
+        self.resource.stop()
+
+
+class RawPair:
+    def __init__(self, broker: MosquittoBroker, nodelay: bool = False) -> None:
+        self.echoed = threading.Event()
+        ready = threading.Semaphore(0)
+        svc = self.svc = "rawres" + "nd" * nodelay
+        self.resource = raw_client(svc, nodelay)
+
+        def on_command(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+            client.publish(f"data/{svc}/ping", message.payload.decode().strip(), qos=1)
+
+        self.resource.on_message = on_command
+        self.resource.on_subscribe = lambda *args: ready.release()
+        self.app = raw_client(svc + "app", nodelay)
+        self.app.on_message = lambda *args: self.echoed.set()
+        self.app.on_subscribe = lambda *args: ready.release()
+        for client, topic in ((self.resource, f"command/{svc}/ping"), (self.app, f"data/{svc}/ping")):
+            client.connect(broker.host, broker.port)
+            client.subscribe(topic, qos=1)
+            client.loop_start()
+        ready.acquire(timeout=5)
+        ready.acquire(timeout=5)
+
+    def once(self, i: int) -> float:
+        self.echoed.clear()
+        start = time.perf_counter()
+        self.app.publish(f"command/{self.svc}/ping", str(i), qos=1)
+        if not self.echoed.wait(5):
+            raise RuntimeError("no echo")
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        for client in (self.app, self.resource):
+            client.disconnect()
+            client.loop_stop()
+
+
+def bench_round_trip(broker: MosquittoBroker, rounds: int, per_round: int) -> dict[str, tuple[float, float]]:
+    pairs = {
+        "sgframework": SgPair(broker),
+        "raw paho": RawPair(broker),
+        "raw paho+NODELAY": RawPair(broker, nodelay=True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in pairs}
+    for pair in pairs.values():  # warm up
+        for i in range(50):
+            pair.once(i)
+    for _ in range(rounds):
+        for name, pair in pairs.items():
+            times[name] += [pair.once(i) for i in range(per_round)]
+    for pair in pairs.values():
+        pair.close()
+    return {name: (percentile(v, 50), percentile(v, 99)) for name, v in times.items()}
+
+
+# ------------------------------------------------------------------ start/stop
+
+
+def bench_start_stop(broker: MosquittoBroker, repeats: int) -> dict[str, list[float]]:
+    seen: dict[str, threading.Event] = {"True": threading.Event(), "False": threading.Event()}
+    observer = raw_client("observer")
+    subscribed = threading.Event()
+    observer.on_subscribe = lambda *args: subscribed.set()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        event = seen.get(message.payload.decode())
+        if event is not None and not message.retain:
+            event.set()
+
+    observer.on_message = on_message
+    observer.connect(broker.host, broker.port)
+    observer.subscribe("resourceavailable/ssres/presence", qos=1)
+    observer.loop_start()
+    subscribed.wait(5)
+    resource = Resource("ssres", broker.host, broker.port)
+    resource.register_incoming_command("cmd", lambda *args: None, defaultvalue="x")
+    resource.register_outgoing_data("level", defaultvalue=1)
+    result: dict[str, list[float]] = {"start": [], "stop": []}
+    for _ in range(repeats):
+        seen["True"].clear()
+        start = time.perf_counter()
+        resource.start(use_threaded_networking=True)
+        if not seen["True"].wait(5):
+            raise RuntimeError("presence True not seen")
+        result["start"].append(time.perf_counter() - start)
+        seen["False"].clear()
+        start = time.perf_counter()
+        resource.stop()
+        if not seen["False"].wait(5):
+            raise RuntimeError("presence False not seen")
+        result["stop"].append(time.perf_counter() - start)
+    observer.disconnect()
+    observer.loop_stop()
+    return result
+
+
+# ----------------------------------------------------------------------- main
+
+
+def machine() -> str:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    mosquitto = subprocess.run(
+        [MosquittoBroker().executable, "-h"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    return (
+        f"nproc {os.cpu_count()}, {model}; Python {platform.python_version()}; paho-mqtt {paho.mqtt.__version__}; "
+        f"{mosquitto[0] if mosquitto else 'mosquitto ?'}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per throughput figure")
+    parser.add_argument("--rt-rounds", type=int, default=10, help="interleaved blocks of round trips")
+    parser.add_argument("--rt-per-round", type=int, default=200, help="round trips per block")
+    parser.add_argument("--start-stop", type=int, default=20, help="start/stop repeats")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    failed = []
+    # The counter may fall behind a burst: let mosquitto queue for it instead of dropping at 1000.
+    with MosquittoBroker(extra_config=["max_queued_messages 0"]) as broker:
+        parent, child = mp.Pipe()
+        counter = mp.get_context("spawn").Process(
+            target=counter_main, args=(broker.host, broker.port, child), daemon=True
+        )
+        counter.start()
+        assert parent.recv() == "ready"
+        began = time.monotonic()
+
+        tp = bench_throughput(broker, parent, args.rounds)
+        print("\n(a) throughput, messages/s end to end (median of interleaved rounds)")
+        for key, figures in tp.items():
+            ratio = figures["sgframework"] / figures["raw paho"]
+            print(f"  {key}: sgframework {figures['sgframework']:,.0f}  raw paho {figures['raw paho']:,.0f}  "
+                  f"raw paho+NODELAY {figures['raw paho+NODELAY']:,.0f}  ratio sg/raw {ratio:.2f} (goal >= 0.90)")
+            if ratio < 0.9:
+                failed.append(f"throughput {key} ratio {ratio:.2f}")
+
+        rt = bench_round_trip(broker, args.rt_rounds, args.rt_per_round)
+        print(f"\n(b) round trip command -> echo -> data callback, QoS 1, {args.rt_rounds * args.rt_per_round} each")
+        for name, (p50, p99) in rt.items():
+            print(f"  {name}: p50 {p50 * 1000:.3f} ms  p99 {p99 * 1000:.3f} ms")
+        ratio = rt["sgframework"][0] / rt["raw paho"][0]
+        print(f"  p50 ratio {ratio:.2f} (goal <= 1.20)")
+        if ratio > 1.2:
+            failed.append(f"round trip p50 ratio {ratio:.2f}")
+
+        ss = bench_start_stop(broker, args.start_stop)
+        print(f"\n(c) threaded start() until presence True seen, stop() until False seen ({args.start_stop} each)")
+        for key, values in ss.items():
+            print(f"  {key}: median {statistics.median(values) * 1000:.2f} ms  max {max(values) * 1000:.2f} ms"
+                  "  (goal <= 100 ms)")
+            if max(values) > 0.1:
+                failed.append(f"{key} max {max(values) * 1000:.0f} ms")
+
+        parent.send(None)
+        counter.join(10)
+        print(f"\nbenchmark time {time.monotonic() - began:.1f} s")
+    print("goals: " + ("all met" if not failed else "MISSED: " + "; ".join(failed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
