@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,37 @@ def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory
     assert recorder.latest("data/gw8/one_state") == "running"
     assert recorder.on("commandavailable/gw8/stop") == []
     assert "remote control is on" not in host.log()
+
+
+def test_broker_outage_of_10_s_health_resumes_and_nothing_counts_as_failed(fresh_mosquitto, tmp_path) -> None:
+    broker = fresh_mosquitto
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(manifest_text(broker, TWO, host="gw9"))
+    host = HostProcess(manifest).start()
+    try:
+        before = Recorder(broker.host, broker.port).start()
+        before.wait_for("data/gw9/two_state", "running", timeout=10)
+        before.wait_for("resourceavailable/two/presence", "True")
+        before.stop()
+        broker.stop()
+        host.wait_log("Disconnected from the broker")
+        outage = threading.Event()
+        outage.wait(10)  # the outage itself: nothing to wait for but time passing
+        broker.start()
+        after = Recorder(broker.host, broker.port).start()
+        try:
+            after.wait_for("resourceavailable/gw9/presence", "True", timeout=15)
+            for name in ("one", "two"):
+                after.wait_for(f"resourceavailable/{name}/presence", "True", timeout=15)
+                after.wait_for(f"data/gw9/{name}_state", "running", timeout=5)
+                after.wait_for(f"data/gw9/{name}_restarts", "0", timeout=5)
+            before_count = len(after.on("data/two/count"))
+            after.wait_until(lambda: len(after.on("data/two/count")) > before_count + 1, 5)
+            after.wait_until(lambda: '"broker_connected":true' in (after.latest("data/gw9/health") or ""), 5)
+            health = json.loads(after.latest("data/gw9/health") or "{}")
+            assert health["broker_connected"] is True, "health resumes after the outage"
+            assert {r["restarts"] for r in health["resources"].values()} == {0}
+        finally:
+            after.stop()
+    finally:
+        host.stop()
