@@ -198,6 +198,22 @@ def health_text(recorder: Recorder) -> str:
     return "\n".join(f"{m.topic} {m.payload}" for m in recorder.messages if m.topic.startswith(f"data/{HOST}/"))
 
 
+# ---------------------------------------------------------------- the documentation
+
+
+def test_security_doc_shows_exactly_the_example_files_the_tests_run() -> None:
+    doc = (EXAMPLES.parent / "security.md").read_text()
+    shown = dict(re.findall(r"<!-- example: docs/examples/(\S+) -->\n```[a-z]*\n(.*?)```", doc, flags=re.DOTALL))
+    assert sorted(shown) == sorted(path.name for path in EXAMPLES.iterdir())
+    for name, text in shown.items():
+        assert text == (EXAMPLES / name).read_text(), f"docs/security.md shows another {name} than docs/examples/"
+    for pattern in ("data", "dataavailable", "commandavailable", "resourceavailable"):
+        assert f"pattern write {pattern}/%u/#" in shown["acl"]
+    assert "pattern read command/%u/#" in shown["acl"]
+    assert "require_certificate true" in shown["mosquitto.conf"]
+    assert "use_identity_as_username true" in shown["mosquitto.conf"]
+
+
 # ---------------------------------------------------------------- identities
 
 
