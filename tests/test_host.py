@@ -114,9 +114,11 @@ def test_sigterm_stops_everything_cleanly(mosquitto, mqtt_recorder, host_factory
     host = host_factory(manifest_text(mosquitto, THREE))
     for name in ("alpha", "beta", "gamma"):
         recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
+    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
+    for name in ("alpha", "beta", "gamma"):
+        recorder.wait_for(f"resourceavailable/{name}/presence", "True", after=started.at)
     family = [process.pid for process in host.descendants()]
     assert len(family) >= 4, "zygote and three resources"
-    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
     host.signal(signal.SIGTERM)
     assert host.wait(15) == 0
     for name in ("alpha", "beta", "gamma", "sghost"):
@@ -131,8 +133,10 @@ def test_sigkill_of_sghost_leaves_no_child_behind(mosquitto, mqtt_recorder, host
     host = host_factory(manifest_text(mosquitto, THREE))
     for name in ("alpha", "beta", "gamma"):
         recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
+    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
+    for name in ("alpha", "beta", "gamma"):
+        recorder.wait_for(f"resourceavailable/{name}/presence", "True", after=started.at)
     family = [process.pid for process in host.descendants()]
-    started = recorder.wait_for("resourceavailable/alpha/presence", "True")
     host.signal(signal.SIGKILL)
     host.wait(5)
     assert wait_until(lambda: all_gone(family), 2.0), "every child exits within 2 s"
