@@ -76,7 +76,7 @@ def test_a_broken_plugin_is_listed_with_its_error_and_check_names_it(tmp_path: P
     assert "missing dependency: serial" in listed.stdout
     assert "echoer" in listed.stdout, "the other plugins still load"
     manifest = tmp_path / "hostconfig.toml"
-    manifest.write_text(manifest_text(None, '[resources.thing]\ntype = "serialthing"\n', port=1883))
+    manifest.write_text(manifest_text(None, '[resources.thing]\ntype = "serialthing"\n', port=1))
     checked = run_cli("check", "-c", str(manifest), env=env)
     assert checked.returncode == 2
     assert "resources.thing.type" in checked.stderr
