@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sghost import __version__
+from sghost.certs import add_certs_parser
 from sghost.config import HostConfig, ManifestError, load_manifest
 from sghost.plugins import PluginRegistry, format_plugins
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list installed resource plugins")
     plugins.set_defaults(handler=_plugins)
+    add_certs_parser(commands)
     _add_control_commands(commands)
     return parser
 

@@ -242,8 +242,9 @@ class Watcher:
                 self._restart_wanted = False
                 self.start()
             return
+        refused = status == EXIT_BROKER_REFUSED  # a refusal proves the broker reachable
         decision = self.tracker.decide(
-            time.monotonic(), ran_for, status, count_failure=self.host.broker_reachable()
+            time.monotonic(), ran_for, status, count_failure=refused or self.host.broker_reachable()
         )
         if status == EXIT_TYPE_MISSING:
             decision = Decision(restart=True, delay=self.config.policy.backoff_max, fatal=True)

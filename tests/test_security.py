@@ -380,13 +380,6 @@ def password_recorder(broker: MosquittoBroker, site: Path, clients: list[Any]) -
     return recorder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs sghost/watcher.py Watcher._after_end: count_failure=self.host.broker_reachable() or "
-    "status == EXIT_BROKER_REFUSED (a refusal proves the broker reachable; with one wrong password the "
-    "meta-resource never connects, so no failure counted and the resource never went fatal); "
-    "remove this mark with that fix",
-)
 def test_wrong_password_goes_fatal_with_the_brokers_reason_and_is_never_shown(
     password_broker: MosquittoBroker, site: Path, start_host: Callable[..., HostProcess]
 ) -> None:
