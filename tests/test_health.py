@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from pathlib import Path
-
-import pytest
 
 from hostharness import HostProcess, manifest_text
 from sghost.testing import Received, Recorder
@@ -24,20 +21,6 @@ def wait_prefix(recorder: Recorder, topic: str, prefix: str, timeout: float) -> 
 TWO = '[resources.one]\ntype = "echoer"\n[resources.two]\ntype = "counter"\n'
 
 
-@pytest.fixture
-def host_factory(tmp_path: Path):
-    started: list[HostProcess] = []
-
-    def make(text: str, name: str = "hostconfig.toml") -> HostProcess:
-        manifest = tmp_path / name
-        manifest.write_text(text)
-        host = HostProcess(manifest).start()
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
 
 
 def test_health_topics_are_retained_for_a_late_subscriber(mosquitto, host_factory) -> None:

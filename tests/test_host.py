@@ -6,11 +6,10 @@ import signal
 from pathlib import Path
 
 import psutil
-import pytest
 
 from hostharness import HostProcess, all_gone, manifest_text, wait_until
 from sghost.broker import MosquittoBroker
-from sghost.testing import Recorder
+from sghost.testing import Received, Recorder
 
 THREE = """
 [resources.alpha]
@@ -22,24 +21,22 @@ type = "taxisign"
 """
 
 
+def wait_all_present(recorder: Recorder, names: tuple[str, ...]) -> Received:
+    """Wait until the host and every resource are up and connected; return the host's presence message."""
+    for name in names:
+        recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
+    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
+    for name in names:
+        recorder.wait_for(f"resourceavailable/{name}/presence", "True", after=started.at)
+    return started
+
+
 def start_host(tmp_path: Path, text: str) -> HostProcess:
     manifest = tmp_path / "hostconfig.toml"
     manifest.write_text(text)
     return HostProcess(manifest).start()
 
 
-@pytest.fixture
-def host_factory(tmp_path: Path):
-    started: list[HostProcess] = []
-
-    def make(text: str) -> HostProcess:
-        host = start_host(tmp_path, text)
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
 
 
 def test_several_resources_come_up_with_presence_and_capabilities(mosquitto, mqtt_recorder, host_factory) -> None:
@@ -112,11 +109,7 @@ def test_exit_code_is_kept_as_last_error_and_never_policy_stays_stopped(mosquitt
 def test_sigterm_stops_everything_cleanly(mosquitto, mqtt_recorder, host_factory) -> None:
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(manifest_text(mosquitto, THREE))
-    for name in ("alpha", "beta", "gamma"):
-        recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
-    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
-    for name in ("alpha", "beta", "gamma"):
-        recorder.wait_for(f"resourceavailable/{name}/presence", "True", after=started.at)
+    started = wait_all_present(recorder, ("alpha", "beta", "gamma"))
     family = [process.pid for process in host.descendants()]
     assert len(family) >= 4, "zygote and three resources"
     host.signal(signal.SIGTERM)
@@ -131,11 +124,7 @@ def test_sigterm_stops_everything_cleanly(mosquitto, mqtt_recorder, host_factory
 def test_sigkill_of_sghost_leaves_no_child_behind(mosquitto, mqtt_recorder, host_factory) -> None:
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(manifest_text(mosquitto, THREE))
-    for name in ("alpha", "beta", "gamma"):
-        recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
-    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
-    for name in ("alpha", "beta", "gamma"):
-        recorder.wait_for(f"resourceavailable/{name}/presence", "True", after=started.at)
+    started = wait_all_present(recorder, ("alpha", "beta", "gamma"))
     family = [process.pid for process in host.descendants()]
     host.signal(signal.SIGKILL)
     host.wait(5)

@@ -15,23 +15,6 @@ import pytest
 from hostharness import HostProcess, manifest_text, run_cli, sghost_env
 from sghost.testing import Recorder
 
-
-@pytest.fixture
-def host_factory(tmp_path: Path):
-    started: list[HostProcess] = []
-
-    def make(text: str, name: str = "hostconfig.toml", env: dict[str, str] | None = None) -> HostProcess:
-        manifest = tmp_path / name
-        manifest.write_text(text)
-        host = HostProcess(manifest, env).start()
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
-
-
 _RUNTIME_DIRS: list[str] = []
 
 
