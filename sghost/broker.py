@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,15 @@ INSTALL_HINT = (
 
 class BrokerError(RuntimeError):
     """The broker could not be started."""
+
+
+def own_user_line() -> str:
+    """The mosquitto ``user`` line that keeps the broker running as this process's user.
+
+    mosquitto started as root otherwise drops to user ``mosquitto``, which cannot
+    read or write the generated files in a private directory.
+    """
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
 
 
 def find_mosquitto() -> str | None:
@@ -101,6 +111,7 @@ class MosquittoBroker:
             "connection_messages true",
             f"listener {self.port} {self.host}",
             "set_tcp_nodelay true",
+            own_user_line(),
             *self.extra_config,
         ]
         return "\n".join(lines) + "\n"

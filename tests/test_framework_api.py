@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers.sgtest import KEEP_USER, Calls, StatusCalls, log_watch, retained, short_name, wait
+from helpers.sgtest import Calls, StatusCalls, log_watch, retained, short_name, wait
 
 import sgframework
 from sgframework import App, Resource, constants
@@ -28,7 +28,7 @@ HELPERS = Path(__file__).parent / "helpers"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[MosquittoBroker]:
-    broker = MosquittoBroker(extra_config=KEEP_USER)  # KEEP_USER: so that its log is readable
+    broker = MosquittoBroker()
     broker.start()
     yield broker
     broker.cleanup()

@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from helpers.certs import TlsFiles, make_tls_files
-from helpers.sgtest import KEEP_USER, Calls, log_watch, wait
+from helpers.sgtest import Calls, log_watch, wait
 
 from sgframework import App, Resource, constants
 from sghost.broker import MosquittoBroker
@@ -146,7 +146,7 @@ def password_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqui
         pytest.skip("mosquitto_passwd is not installed (Debian: apt-get install mosquitto), no password file")
     password_file = tmp_path_factory.mktemp("pw") / "passwords"
     subprocess.run([tool, "-b", "-c", str(password_file), "sguser", "right-pw"], check=True)
-    broker = MosquittoBroker(extra_config=[f"password_file {password_file}", *KEEP_USER], allow_anonymous=False)
+    broker = MosquittoBroker(extra_config=[f"password_file {password_file}"], allow_anonymous=False)
     broker.start()
     yield broker
     broker.cleanup()

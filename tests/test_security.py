@@ -20,7 +20,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psutil
 import pytest
-from helpers.sgtest import KEEP_USER
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
@@ -28,7 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from hostharness import HostProcess, manifest_text, run_cli
 from sgframework import constants
 from sghost import certs
-from sghost.broker import MosquittoBroker
+from sghost.broker import MosquittoBroker, own_user_line
 from sghost.testing import Recorder
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
@@ -70,7 +69,7 @@ class ExampleBroker(MosquittoBroker):
         self.example_text = render_example(example, root, self.port)
 
     def config_text(self) -> str:
-        extra = [f"log_dest file {self.log_path}", "log_type all", "persistence false", *KEEP_USER]
+        extra = [f"log_dest file {self.log_path}", "log_type all", "persistence false", own_user_line()]
         return self.example_text + "\n" + "\n".join(extra) + "\n"
 
 

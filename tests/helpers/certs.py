@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from helpers.sgtest import KEEP_USER as _KEEP_USER
 from sgframework import constants
 
 
@@ -31,7 +30,6 @@ class TlsFiles:
             f"keyfile {self.server_key}",
             "require_certificate true",
             "tls_version tlsv1.2",
-            *_KEEP_USER,
         ]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,10 +12,6 @@ from typing import Any
 
 from sghost.broker import MosquittoBroker
 from sghost.testing import Recorder
-
-# mosquitto started as root drops to the user "mosquitto", which can neither write its log
-# nor read certificates in a private (0700) temporary directory; keep the user instead.
-KEEP_USER = ["user root"] if os.geteuid() == 0 else []
 
 
 @dataclass(frozen=True)
