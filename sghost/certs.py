@@ -28,12 +28,11 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 from sgframework import constants
 from sgframework.framework import validate_name
@@ -79,6 +78,10 @@ def init_ca(
     now: datetime.datetime | None = None,
 ) -> Issued:
     """Create the CA in ``<directory>/ca/``; refuse to replace an existing CA key without ``force``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
     _check_days(days)
     ca_dir = Path(directory) / CA_DIRECTORY
     key_path, cert_path = ca_dir / CA_KEY, ca_dir / CA_CERTIFICATE
@@ -116,6 +119,10 @@ def issue_certificate(
     now: datetime.datetime | None = None,
 ) -> Issued:
     """Issue a certificate with CN = ``name`` into ``<directory>/<name>/``, signed by the CA there."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     _check_days(days)
     _check_name(name)
     sans = list(sans)
@@ -259,6 +266,9 @@ def _check_name(name: str) -> None:
 
 
 def _load_ca(base: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     ca_dir = base / CA_DIRECTORY
     key_path, cert_path = ca_dir / CA_KEY, ca_dir / CA_CERTIFICATE
     missing = [str(path) for path in (key_path, cert_path) if not path.is_file()]
@@ -288,6 +298,7 @@ def _refuse_overwrite(paths: list[Path], force: bool, what: str) -> None:
 
 
 def _alternative_names(names: Iterable[str]) -> x509.SubjectAlternativeName:
+    from cryptography import x509
     entries: list[x509.GeneralName] = []
     for name in dict.fromkeys(names):
         try:
@@ -298,6 +309,7 @@ def _alternative_names(names: Iterable[str]) -> x509.SubjectAlternativeName:
 
 
 def _key_usage(cert_sign: bool) -> x509.KeyUsage:
+    from cryptography import x509
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -312,6 +324,7 @@ def _key_usage(cert_sign: bool) -> x509.KeyUsage:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

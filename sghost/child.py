@@ -27,7 +27,7 @@ EXIT_PLUGIN_ERROR = 70
 EXIT_BROKER_REFUSED = 77
 EXIT_TYPE_MISSING = 78
 
-HEARTBEAT_INTERVAL = 0.5
+HEARTBEAT_MAX_INTERVAL = 0.5
 LOOP_TIMEOUT = 0.25
 
 PROTOCOLS = {"MQTTv31": mqtt.MQTTv31, "MQTTv311": mqtt.MQTTv311, "MQTTv5": mqtt.MQTTv5}
@@ -50,6 +50,12 @@ class ChildSpec:
     password: str | None = field(default=None, repr=False)
     tls_insecure: bool = False
     log_level: str = "INFO"
+    watchdog: float = 0.0
+    """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
+
+    @property
+    def heartbeat_interval(self) -> float | None:
+        return min(HEARTBEAT_MAX_INTERVAL, self.watchdog / 4) if self.watchdog > 0 else None
 
 
 class _StopFlag:
@@ -122,6 +128,7 @@ def _run_loop(
         channel.send(events.CONNECT_ERROR, text=text, refused=True)
         return EXIT_BROKER_REFUSED
     context.start_threads()
+    heartbeat_interval = spec.heartbeat_interval
     next_heartbeat = 0.0
     exit_code = EXIT_OK
     while not stop.requested:
@@ -129,9 +136,9 @@ def _run_loop(
         resource.timeout = LOOP_TIMEOUT if until_timer is None else max(0.0, min(LOOP_TIMEOUT, until_timer))
         resource.loop()
         now = time.monotonic()
-        if now >= next_heartbeat:
+        if heartbeat_interval is not None and now >= next_heartbeat:
             channel.send(events.HEARTBEAT)
-            next_heartbeat = now + HEARTBEAT_INTERVAL
+            next_heartbeat = now + heartbeat_interval
         if reporter.check_refused(resource):
             exit_code = EXIT_BROKER_REFUSED
             break

@@ -21,6 +21,25 @@ from sghost.child import ChildSpec, build_resource
 
 FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error")
 HEALTH_SIGNAL = "health"
+UPTIME_GROWTH = 1.1
+"""An uptime is reported again once it grew by 10 % (or went back, after a restart)."""
+CPU_STEP = 1.0
+"""Percentage points a CPU figure must move by to be reported again."""
+MEMORY_STEP = 0.05
+"""Fraction (at least 1 MiB) a memory figure must move by to be reported again."""
+
+
+def worth_reporting(field: str, reported: Any, value: Any) -> bool:
+    """Whether ``value`` differs enough from the ``reported`` one to be sent (dead bands keep an idle host quiet)."""
+    if reported is None or type(reported) is not type(value) or not isinstance(value, int | float):
+        return reported != value
+    if field.endswith("uptime"):
+        return value < reported or value >= reported * UPTIME_GROWTH
+    if field.endswith("cpu"):
+        return abs(value - reported) >= CPU_STEP
+    if field.endswith("memory") or field.endswith("_mb"):
+        return abs(value - reported) >= max(1.0, reported * MEMORY_STEP)
+    return value != reported
 
 log = logging.getLogger("sghost.health")
 
@@ -32,6 +51,7 @@ class HealthPublisher:
         self.resource: Resource = build_resource(spec)
         self.resource.logger = logging.getLogger("sghost.mqtt")
         self._sent: dict[str, str] = {}
+        self._reported: dict[str, Any] = {}
         self._registered: set[str] = set()
 
     @property
@@ -52,10 +72,19 @@ class HealthPublisher:
         """Accept ``command/<host>/<signalname>``; the callback's return value is echoed."""
         self.resource.register_incoming_command(signalname, callback, echo=True)
 
-    def update(self, resource_name: str, values: dict[str, Any]) -> None:
-        """Send the fields of one resource whose value changed since last sent."""
-        for field, value in values.items():
+    def report(self, key: str, value: Any) -> Any:
+        """Return the value to show for ``key``: ``value`` if it moved enough, else the one shown before."""
+        reported = self._reported.get(key)
+        if worth_reporting(key, reported, value):
+            self._reported[key] = reported = value
+        return reported
+
+    def update(self, resource_name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Send the fields of one resource that moved enough since last sent; return the values as shown."""
+        shown = {field: self.report(f"{resource_name}_{field}", value) for field, value in values.items()}
+        for field, value in shown.items():
             self._send(f"{resource_name}_{field}", "" if value is None else str(value))
+        return shown
 
     def publish_health(self, document: dict[str, Any]) -> None:
         self._send(HEALTH_SIGNAL, json.dumps(document, sort_keys=True, separators=(",", ":")))
@@ -74,6 +103,7 @@ class HealthPublisher:
         for field in FIELDS:
             signal = f"{resource_name}_{field}"
             self._sent.pop(signal, None)
+            self._reported.pop(signal, None)
             self._registered.discard(signal)
             self.resource.unregister_outgoing_data(signal)
             if client is not None:

@@ -77,6 +77,7 @@ class Supervisor:
         self.health: HealthPublisher | None = None
         self._processes: dict[int, psutil.Process] = {}
         self._next_health = 0.0
+        self._next_memory_check = 0.0
         self._retiring: set[str] = set()
         self._remote: queue.SimpleQueue[tuple[str, str, Future[str]]] = queue.SimpleQueue()
         self._remote_w = -1
@@ -207,7 +208,8 @@ class Supervisor:
 
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
         certificates = config.certificate_directory or self.config.broker.certificate_directory
-        return self._spec(config.name, config.type, dict(config.settings), certificates)
+        spec = self._spec(config.name, config.type, dict(config.settings), certificates)
+        return dataclasses.replace(spec, watchdog=config.policy.watchdog)
 
     def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:
         broker = self.config.broker
@@ -480,9 +482,12 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        check_memory = now >= self._next_memory_check
+        if check_memory:
+            self._next_memory_check = now + TICK
         for watcher in self.watchers.values():
             watcher.check_watchdog(now)
-            if watcher.config.policy.max_memory_mb > 0 and watcher.pid is not None:
+            if check_memory and watcher.config.policy.max_memory_mb > 0 and watcher.pid is not None:
                 stats = self._stats(watcher)
                 if stats is not None:
                     watcher.check_memory(stats[1])
@@ -490,7 +495,12 @@ class Supervisor:
             self._next_health = now + self.config.health_interval
             self._publish_all()
         if not self._done:
-            self.timers.call_later(TICK, self._tick)
+            self.timers.call_later(self._tick_interval(), self._tick)
+
+    def _tick_interval(self) -> float:
+        """Check often enough that a hang is caught within a quarter of the smallest watchdog."""
+        watchdogs = [w.config.policy.watchdog for w in self.watchers.values() if w.config.policy.watchdog > 0]
+        return min([TICK, *(watchdog / 4 for watchdog in watchdogs)])
 
     def _stats(self, watcher: Watcher) -> tuple[float, float] | None:
         """CPU (% of one core since last call) and resident memory (MiB) of a resource's process."""
@@ -540,7 +550,10 @@ class Supervisor:
             return
         document = self.snapshot()
         for name, values in document["resources"].items():
-            self.health.update(name, health_fields(values))
+            shown = self.health.update(name, health_fields(values))
+            values.update({key: shown[key] for key in ("uptime", "cpu", "memory")})
+        for key in ("uptime", "cpu", "memory", "memory_available_mb"):
+            document[key] = self.health.report(f"host.{key}", document[key])
         self.health.publish_health(document)
 
 

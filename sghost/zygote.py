@@ -21,6 +21,7 @@ after a grace period, and exits: no resource outlives its supervisor.
 from __future__ import annotations
 
 import contextlib
+import encodings.idna  # noqa: F401  getaddrinfo loads it in every child otherwise: share it
 import gc
 import logging
 import os
