@@ -27,5 +27,7 @@ from sghost.health import worth_reporting
         ("one_error", "none", "exit code 3", True),
     ],
 )
-def test_only_values_that_moved_enough_are_reported(field: str, reported: object, value: object, expected: bool) -> None:
+def test_only_values_that_moved_enough_are_reported(
+    field: str, reported: object, value: object, expected: bool
+) -> None:
     assert worth_reporting(field, reported, value) is expected
