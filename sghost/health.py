@@ -34,7 +34,7 @@ def worth_reporting(field: str, reported: Any, value: Any) -> bool:
     if reported is None or type(reported) is not type(value) or not isinstance(value, int | float):
         return reported != value
     if field.endswith("uptime"):
-        return value < reported or value >= reported * UPTIME_GROWTH
+        return value < reported or value >= reported * UPTIME_GROWTH - 1e-9
     if field.endswith("cpu"):
         return abs(value - reported) >= CPU_STEP
     if field.endswith("memory") or field.endswith("_mb"):
