@@ -33,6 +33,7 @@ from sgframework.constants import (
     PREFIX_RESOURCEAVAILABLE,
     SUFFIX_PRESENCE,
 )
+from sgframework.topics import build_topic, validate_name
 
 InputCallback = Callable[[Any, str, str, str, str], Any]
 ConnectionStatusCallback = Callable[[Any, bool], Any]
@@ -41,29 +42,6 @@ _LEGACY_TLS_VERSIONS = {
     getattr(ssl, name) for name in ("PROTOCOL_TLSv1", "PROTOCOL_TLSv1_1") if hasattr(ssl, name)
 }
 _SESSION_EXPIRY_PERSISTENT = 0xFFFFFFFF
-
-
-def validate_name(name: object, what: str = "name") -> str:
-    """Return ``name`` if it can be one level of an MQTT topic, else raise ``ValueError``.
-
-    A name must be a non-empty string without ``/``, ``+``, ``#`` or NUL.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"The {what} must be a string, not {type(name).__name__}: {name!r}")
-    if not name:
-        raise ValueError(f"The {what} must not be empty")
-    bad = [char for char in constants.FORBIDDEN_NAME_CHARACTERS if char in name]
-    if bad:
-        shown = ", ".join(repr(char) for char in bad)
-        raise ValueError(
-            f"The {what} {name!r} contains {shown}; names must not contain '/', '+', '#' or NUL"
-        )
-    return name
-
-
-def build_topic(prefix: str, servicename: str, signalname: str) -> str:
-    """Join the three levels of a Secure Gateway topic."""
-    return f"{prefix}/{servicename}/{signalname}"
 
 
 @dataclass

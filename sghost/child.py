@@ -12,50 +12,19 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from sgframework import Resource
 from sghost import events
 from sghost.context import ResourceContext
+from sghost.exitcodes import EXIT_BROKER_REFUSED, EXIT_OK, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
 from sghost.plugins import PluginRegistry
+from sghost.spec import ChildSpec
 
-EXIT_OK = 0
-EXIT_PLUGIN_ERROR = 70
-EXIT_BROKER_REFUSED = 77
-EXIT_TYPE_MISSING = 78
-
-HEARTBEAT_MAX_INTERVAL = 0.5
 LOOP_TIMEOUT = 0.25
 
 PROTOCOLS = {"MQTTv31": mqtt.MQTTv31, "MQTTv311": mqtt.MQTTv311, "MQTTv5": mqtt.MQTTv5}
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """Everything a resource process needs, sent by the supervisor through the zygote."""
-
-    name: str
-    type_name: str
-    settings: dict[str, Any]
-    host: str
-    port: int
-    certificate_directory: str | None = None
-    protocol: str = "MQTTv311"
-    qos: int = 1
-    keepalive: int = 10
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls_insecure: bool = False
-    log_level: str = "INFO"
-    watchdog: float = 0.0
-    """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
-
-    @property
-    def heartbeat_interval(self) -> float | None:
-        return min(HEARTBEAT_MAX_INTERVAL, self.watchdog / 4) if self.watchdog > 0 else None
 
 
 class _StopFlag:

@@ -32,7 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 from sgframework import constants
-from sgframework.framework import validate_name
+from sgframework.topics import validate_name
 from sghost.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")

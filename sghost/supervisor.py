@@ -25,11 +25,11 @@ import psutil
 
 from sghost import __version__, systemd, zygote
 from sghost.broker import BrokerError, EmbeddedBroker
-from sghost.child import ChildSpec
 from sghost.config import HostConfig, ManifestError, ResourceConfig
 from sghost.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.health import HealthPublisher
 from sghost.plugins import PluginRegistry
+from sghost.spec import ChildSpec
 from sghost.timers import Timers
 from sghost.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
 
@@ -62,7 +62,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.watchers: dict[str, Watcher] = {}
         self.started_at = time.monotonic()
-        self._pipe_owner: dict[int, Watcher] = {}
+        self._pipe_owner: dict[int, Any] = {}
         self._tokens: dict[int, Watcher] = {}
         self._pids: dict[int, Watcher] = {}
         self._next_token = 0
@@ -266,10 +266,10 @@ class Supervisor:
         self._tokens[self._next_token] = watcher
         zygote.send_packet(self._zygote_sock, {"op": "spawn", "token": self._next_token, "spec": spec}, fds)
 
-    def watch_pipes(self, watcher: Watcher, pipes: dict[str, int]) -> None:
-        for fd in pipes.values():
-            self._pipe_owner[fd] = watcher
-            self.selector.register(fd, selectors.EVENT_READ, ("pipe", watcher))
+    def watch_pipes(self, owner: Any, fds: list[int]) -> None:
+        for fd in fds:
+            self._pipe_owner[fd] = owner
+            self.selector.register(fd, selectors.EVENT_READ, ("pipe", owner))
 
     def unwatch_pipe(self, fd: int) -> None:
         if self._pipe_owner.pop(fd, None) is not None:

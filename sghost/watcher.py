@@ -10,14 +10,14 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sghost import events, oslevel
-from sghost.child import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING, ChildSpec
+from sghost.childpipes import ChildPipes, log_output
 from sghost.config import ResourceConfig
-from sghost.lines import LineSplitter
+from sghost.exitcodes import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
 from sghost.policy import Decision, RestartTracker
+from sghost.spec import ChildSpec
 from sghost.timers import Timer, Timers
 
 STARTING = "starting"
@@ -37,18 +37,12 @@ class Host(Protocol):
     timers: Timers
 
     def spawn(self, watcher: Watcher, spec: ChildSpec, fds: list[int]) -> None: ...
-    def watch_pipes(self, watcher: Watcher, pipes: dict[str, int]) -> None: ...
+    def watch_pipes(self, owner: Any, fds: list[int]) -> None: ...
     def unwatch_pipe(self, fd: int) -> None: ...
     def state_changed(self, watcher: Watcher) -> None: ...
     def capabilities_lost(self, watcher: Watcher, topics: list[str]) -> None: ...
     def broker_reachable(self) -> bool: ...
     def child_spec(self, config: ResourceConfig) -> ChildSpec: ...
-
-
-@dataclass
-class _Pipes:
-    fds: dict[str, int] = field(default_factory=dict)
-    splitters: dict[int, LineSplitter] = field(default_factory=dict)
 
 
 class Watcher:
@@ -71,7 +65,7 @@ class Watcher:
         self.announced: list[str] = []
         self.last_heartbeat = 0.0
         self.connected = False
-        self._pipes = _Pipes()
+        self.pipes = ChildPipes(host, self, self.event, self.output_line)
         self._timer: Timer | None = None
         self._stop_wanted = False
         self._restart_wanted = False
@@ -99,7 +93,7 @@ class Watcher:
         self._memory_strikes = 0
         self._set_state(STARTING)
         self._spawn_pending = True
-        child_ends = self._open_pipes()
+        child_ends = self.pipes.open()
         self.host.spawn(self, self.host.child_spec(self.config), child_ends)
         for fd in child_ends:
             os.close(fd)
@@ -151,7 +145,7 @@ class Watcher:
 
     def spawn_failed(self, error: str) -> None:
         self._spawn_pending = False
-        self._close_pipes()
+        self.pipes.close()
         self._record_error(f"cannot fork: {error}")
         self._after_end(1, ran_for=0.0)
 
@@ -175,35 +169,18 @@ class Watcher:
             self._record_error(self._describe_reported(kind))
 
     def output_line(self, stream: str, line: str) -> None:
-        level, text = _split_level(line)
-        text = text.removeprefix(f"{self.name}: ")
-        if level is None:
-            level = logging.INFO if stream == "stdout" else logging.WARNING
-        self.output.log(level, "[%s] %s", self.name, text)
+        level, text = log_output(self.output, self.name, stream, line)
         if self.file_log is not None:
             self.file_log.log(level, "%s", text)
 
     def pipe_data(self, fd: int, data: bytes) -> None:
         """Bytes from one of the process's pipes; empty at end of stream."""
-        splitter = self._pipes.splitters.get(fd)
-        if splitter is None:
-            return
-        stream = next((name for name, known in self._pipes.fds.items() if known == fd), "stdout")
-        lines = splitter.feed(data) if data else splitter.flush()
-        for line in lines:
-            if stream == "events":
-                parsed = events.parse_event(line)
-                if parsed is not None:
-                    self.event(parsed)
-            else:
-                self.output_line(stream, line)
-        if not data:
-            self._close_pipe(fd)
+        self.pipes.data(fd, data)
 
     def exited(self, status: int) -> None:
         ran_for = time.monotonic() - self.started_at
-        self._drain_pipes()
-        self._close_pipes()
+        self.pipes.drain()
+        self.pipes.close()
         how = self._describe_exit(status)
         if self._stop_wanted and not self._kill_reason:
             log.info("[%s] pid %s stopped after %.1f s (%s)", self.name, self.pid, ran_for, how)
@@ -312,52 +289,3 @@ class Watcher:
         return RestartTracker(
             policy.restart, policy.backoff_initial, policy.backoff_max, policy.max_restarts, policy.restart_window
         )
-
-    def _open_pipes(self) -> list[int]:
-        self._close_pipes()
-        child_ends: list[int] = []
-        for stream in ("events", "stdout", "stderr"):
-            read_end, write_end = os.pipe()
-            os.set_blocking(read_end, False)
-            self._pipes.fds[stream] = read_end
-            self._pipes.splitters[read_end] = LineSplitter()
-            child_ends.append(write_end)
-        self.host.watch_pipes(self, dict(self._pipes.fds))
-        return child_ends
-
-    def _drain_pipes(self) -> None:
-        for fd in list(self._pipes.splitters):
-            while fd in self._pipes.splitters:
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    data = b""
-                self.pipe_data(fd, data)
-
-    def _close_pipe(self, fd: int) -> None:
-        if self._pipes.splitters.pop(fd, None) is None:
-            return
-        self._pipes.fds = {name: known for name, known in self._pipes.fds.items() if known != fd}
-        self.host.unwatch_pipe(fd)
-        os.close(fd)
-
-    def _close_pipes(self) -> None:
-        for fd in list(self._pipes.splitters):
-            splitter = self._pipes.splitters[fd]
-            stream = next((name for name, known in self._pipes.fds.items() if known == fd), "stdout")
-            if stream != "events":
-                for line in splitter.flush():
-                    self.output_line(stream, line)
-            self._close_pipe(fd)
-
-
-_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
-
-
-def _split_level(line: str) -> tuple[int | None, str]:
-    """Recognise the child's ``LEVEL logger: message`` format."""
-    first, _, rest = line.partition(" ")
-    level = _LEVELS.get(first)
-    return (level, rest) if level is not None and rest else (None, line)
