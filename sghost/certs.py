@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
 from sgframework import constants
-from sgframework.framework import validate_name
+from sgframework.topics import validate_name
 
 DEFAULT_DIRECTORY = "certs"
 CA_DIRECTORY = "ca"

@@ -2,7 +2,8 @@
 
 Kinds: ``ready`` (setup done, ``topics`` = announced capability topics),
 ``heartbeat``, ``connected``, ``disconnected``, ``connect_error`` (``text``),
-``plugin_error`` (``text``: the exception's one-line text).
+``plugin_error`` (``text``: the exception's one-line text); from the
+meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 CONNECT_ERROR = "connect_error"
 PLUGIN_ERROR = "plugin_error"
+REMOTE = "remote"
 
 
 class EventWriter:

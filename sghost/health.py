@@ -1,36 +1,36 @@
-"""The meta-resource: sghost's own presence and every resource's health, as retained MQTT data.
+"""The supervisor's side of health reporting: dead bands, and the meta-resource process that publishes.
 
-Topics (``<host>`` is ``[host] name``): ``data/<host>/<res>_state``,
-``_restarts``, ``_pid``, ``_uptime``, ``_cpu``, ``_memory``, ``_error`` and
-``data/<host>/health`` (one JSON document), each announced on
-``dataavailable/<host>/...``; presence on ``resourceavailable/<host>/presence``.
-Only values that changed are sent, so an idle host is quiet on the broker.
+The meta-resource (``sghost.metaresource``) runs in a process of its own; the
+supervisor drives it through :class:`MetaProcess`, which has the same
+operations a publisher has and sends them as JSON lines on a pipe.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+import os
+from typing import Any, Protocol
 
-from sgframework import Resource
-from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
-from sgframework.framework import build_topic
-from sghost.child import ChildSpec, build_resource
+from sghost import events
+from sghost.childpipes import ChildPipes, PipeHost, log_output
+from sghost.oslevel import describe_exit
+from sghost.spec import ChildSpec
+from sghost.timers import Timers
 
-FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error")
-HEALTH_SIGNAL = "health"
 UPTIME_GROWTH = 1.1
 """An uptime is reported again once it grew by 10 % (or went back, after a restart)."""
 CPU_STEP = 1.0
 """Percentage points a CPU figure must move by to be reported again."""
 MEMORY_STEP = 0.05
 """Fraction (at least 1 MiB) a memory figure must move by to be reported again."""
+RESPAWN_DELAY = 1.0
+
+log = logging.getLogger("sghost")
 
 
 def worth_reporting(field: str, reported: Any, value: Any) -> bool:
-    """Whether ``value`` differs enough from the ``reported`` one to be sent (dead bands keep an idle host quiet)."""
+    """Whether ``value`` moved far enough from the ``reported`` one to be sent; dead bands keep an idle host quiet."""
     if reported is None or type(reported) is not type(value) or not isinstance(value, int | float):
         return reported != value
     if field.endswith("uptime"):
@@ -41,36 +41,102 @@ def worth_reporting(field: str, reported: Any, value: Any) -> bool:
         return abs(value - reported) >= max(1.0, reported * MEMORY_STEP)
     return value != reported
 
-log = logging.getLogger("sghost.health")
+
+class MetaHost(PipeHost, Protocol):
+    """What the meta-resource's handle needs from the supervisor."""
+
+    timers: Timers
+
+    def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None: ...
+    def command(self, op: str, name: str) -> tuple[bool, str]: ...
+    def meta_restarted(self) -> None: ...
+    def meta_stopped(self) -> None: ...
 
 
-class HealthPublisher:
-    """Publishes health through an ``sgframework.Resource`` named after the host."""
+class MetaProcess:
+    """The supervisor's handle on the meta-resource process."""
 
-    def __init__(self, spec: ChildSpec) -> None:
-        self.resource: Resource = build_resource(spec)
-        self.resource.logger = logging.getLogger("sghost.mqtt")
-        self._sent: dict[str, str] = {}
+    def __init__(self, host: MetaHost, spec: ChildSpec, output: logging.Logger) -> None:
+        self.host = host
+        self.spec = spec
+        self.output = output
+        self.pipes = ChildPipes(host, self, self.event, self.output_line)
+        self.pid: int | None = None
+        self.connected = False
+        self.stopping = False
         self._reported: dict[str, Any] = {}
-        self._registered: set[str] = set()
+        self._spawns = 0
 
     @property
     def name(self) -> str:
-        return self.resource.name
-
-    def start(self) -> None:
-        self.resource.start(use_threaded_networking=True)
-
-    def stop(self) -> None:
-        if self.resource.mqttclient is not None:
-            self.resource.stop()
+        return self.spec.name
 
     def is_connected(self) -> bool:
-        return self.resource.is_connected
+        return self.connected
 
-    def add_command(self, signalname: str, callback: Callable[..., Any]) -> None:
-        """Accept ``command/<host>/<signalname>``; the callback's return value is echoed."""
-        self.resource.register_incoming_command(signalname, callback, echo=True)
+    # --------------------------------------------------------------- process
+
+    def start(self) -> None:
+        child_ends = self.pipes.open(inbound=True)
+        self.host.spawn(self, self.spec, child_ends)
+        for fd in child_ends:
+            os.close(fd)
+        self._spawns += 1
+
+    def stop(self) -> None:
+        """Ask the process to publish presence ``False`` and end; ``meta_stopped`` follows."""
+        self.stopping = True
+        if self.pid is None:
+            self.host.meta_stopped()
+            return
+        self._send({"op": "stop"})
+
+    def spawned(self, pid: int) -> None:
+        self.pid = pid
+        if self._spawns > 1:
+            self.host.meta_restarted()
+        if self.stopping:
+            self._send({"op": "stop"})
+
+    def spawn_failed(self, error: str) -> None:
+        log.error("cannot start the meta-resource process: %s", error)
+        self.pipes.close()
+        self._ended()
+
+    def exited(self, status: int) -> None:
+        self.pipes.drain()
+        self.pipes.close()
+        self.pid = None
+        self.connected = False
+        if not self.stopping:
+            log.error("the meta-resource process ended (%s); restarting it", describe_exit(status))
+        self._ended()
+
+    def _ended(self) -> None:
+        if self.stopping:
+            self.host.meta_stopped()
+        else:
+            self.host.timers.call_later(RESPAWN_DELAY, self.start)
+
+    def pipe_data(self, fd: int, data: bytes) -> None:
+        self.pipes.data(fd, data)
+
+    def output_line(self, stream: str, line: str) -> None:
+        log_output(self.output, self.name, stream, line)
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind in (events.CONNECTED, events.DISCONNECTED):
+            self.connected = kind == events.CONNECTED
+        elif kind == events.REMOTE:
+            op, name = str(event.get("op", "")), str(event.get("payload", ""))
+            ok, message = self.host.command(op, name) if name else (False, f"{op} needs a resource name as payload")
+            log.info("remote control: %s %r -> %s", op, name, message)
+            self._send({"op": "answer", "id": event.get("id"), "text": message if ok else f"error: {message}"})
+        elif kind == events.CONNECT_ERROR:
+            log.warning("meta-resource %s: %s", self.name, event.get("text"))
+
+    # ------------------------------------------------------------ publishing
 
     def report(self, key: str, value: Any) -> Any:
         """Return the value to show for ``key``: ``value`` if it moved enough, else the one shown before."""
@@ -80,49 +146,30 @@ class HealthPublisher:
         return reported
 
     def update(self, resource_name: str, values: dict[str, Any]) -> dict[str, Any]:
-        """Send the fields of one resource that moved enough since last sent; return the values as shown."""
+        """Publish one resource's fields (each past its dead band); return the values as shown."""
         shown = {field: self.report(f"{resource_name}_{field}", value) for field, value in values.items()}
-        for field, value in shown.items():
-            self._send(f"{resource_name}_{field}", "" if value is None else str(value))
+        texts = {field: "" if value is None else str(value) for field, value in shown.items()}
+        self._send({"op": "update", "name": resource_name, "values": texts})
         return shown
 
     def publish_health(self, document: dict[str, Any]) -> None:
-        self._send(HEALTH_SIGNAL, json.dumps(document, sort_keys=True, separators=(",", ":")))
+        self._send({"op": "health", "document": document})
 
     def capabilities_lost(self, topics: list[str]) -> None:
-        """Publish retained ``False`` on a dead resource's capability topics (Sparkplug's DDEATH)."""
-        client = self.resource.mqttclient
-        if client is None:
-            return
-        for topic in topics:
-            client.publish(topic, PAYLOAD_FALSE, qos=self.resource.qos, retain=True)
+        self._send({"op": "lost", "topics": topics})
 
     def forget(self, resource_name: str) -> None:
-        """Clear a removed resource's retained health topics (empty retained payloads)."""
-        client = self.resource.mqttclient
-        for field in FIELDS:
-            signal = f"{resource_name}_{field}"
-            self._sent.pop(signal, None)
-            self._reported.pop(signal, None)
-            self._registered.discard(signal)
-            self.resource.unregister_outgoing_data(signal)
-            if client is not None:
-                for prefix in (PREFIX_DATA, PREFIX_DATAAVAILABLE):
-                    client.publish(build_topic(prefix, self.name, signal), b"", qos=self.resource.qos, retain=True)
+        for key in [key for key in self._reported if key.startswith(f"{resource_name}_")]:
+            del self._reported[key]
+        self._send({"op": "forget", "name": resource_name})
 
-    def _send(self, signal: str, payload: str) -> None:
-        if self._sent.get(signal) == payload:
-            return
-        self._sent[signal] = payload
-        if signal not in self._registered:
-            self._registered.add(signal)
-            self.resource.register_outgoing_data(signal, defaultvalue=payload, send_data_as_retained=True)
-            if self.resource.is_connected:
-                self.resource.send_data(signal, payload)
-            return
-        if self.resource.mqttclient is None:
-            return
+    def _send(self, message: dict[str, Any]) -> None:
+        fd = self.pipes.inbound
+        if fd is None:
+            return  # between a crash and the respawn; meta_restarted() sends everything again
+        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
         try:
-            self.resource.send_data(signal, payload)
-        except ValueError as error:
-            log.debug("health %s not sent: %s", signal, error)
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:
+            pass  # the process is gone; exited() restarts it and everything is sent again

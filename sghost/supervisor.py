@@ -7,29 +7,26 @@ single-threaded; only the meta-resource's MQTT network runs in a thread.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import logging.handlers
 import os
-import queue
 import selectors
 import signal
 import socket
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
-from sghost import __version__, systemd, zygote
+from sghost import __version__, oslevel, systemd, zygote
 from sghost.broker import BrokerError, EmbeddedBroker
 from sghost.config import HostConfig, ManifestError, ResourceConfig
 from sghost.control import ControlError, ControlServer, make_handler, socket_path_for
-from sghost.health import HealthPublisher
+from sghost.health import MetaProcess
 from sghost.plugins import PluginRegistry
-from sghost.spec import ChildSpec
+from sghost.spec import META, ChildSpec
 from sghost.timers import Timers
 from sghost.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
 
@@ -38,7 +35,7 @@ output_log = logging.getLogger("sghost.resource")
 
 TICK = 1.0
 COMMANDS = ("start", "stop", "restart")
-REMOTE_ANSWER_TIMEOUT = 5.0
+META_STOP_TIMEOUT = 5.0
 STATE_FIELDS = ("state", "restarts", "pid", "error")
 """Published the moment they change; cpu, memory and uptime every health_interval."""
 EXIT_OK = 0
@@ -63,10 +60,11 @@ class Supervisor:
         self.watchers: dict[str, Watcher] = {}
         self.started_at = time.monotonic()
         self._pipe_owner: dict[int, Any] = {}
-        self._tokens: dict[int, Watcher] = {}
-        self._pids: dict[int, Watcher] = {}
+        self._tokens: dict[int, Any] = {}
+        self._pids: dict[int, Any] = {}
         self._next_token = 0
         self._stopping = False
+        self._meta_stopping = False
         self._done = False
         self._exit_code = EXIT_OK
         self._broker: EmbeddedBroker | None = None
@@ -74,13 +72,11 @@ class Supervisor:
         self._zygote_pid = 0
         self._zygote_sock: socket.socket | None = None
         self._signal_r = -1
-        self.health: HealthPublisher | None = None
+        self.health: MetaProcess | None = None
         self._processes: dict[int, psutil.Process] = {}
         self._next_health = 0.0
         self._next_memory_check = 0.0
         self._retiring: set[str] = set()
-        self._remote: queue.SimpleQueue[tuple[str, str, Future[str]]] = queue.SimpleQueue()
-        self._remote_w = -1
         self.control: ControlServer | None = None
 
     # ------------------------------------------------------------------ run
@@ -100,10 +96,10 @@ class Supervisor:
         self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry)
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
         self._install_signals()
-        self.health = HealthPublisher(self._spec_for_host())
-        if self.config.remote_control:
-            self._enable_remote_control(self.health)
+        self.health = MetaProcess(self, self._spec_for_host(), output_log)
         self.health.start()
+        if self.config.remote_control:
+            log.warning("remote control is on: command/%s/{start,stop,restart} are obeyed", self.config.name)
         for config in self.config.resources.values():
             self._add_watcher(config)
         log.info(
@@ -141,8 +137,6 @@ class Supervisor:
                     self._read_zygote()
                 elif kind == "signal":
                     self._read_signals()
-                elif kind == "remote":
-                    self._run_remote_commands(key.fd)
                 elif kind == "control" and self.control is not None:
                     self.control.handle_ready()
             self.timers.run_due()
@@ -150,16 +144,36 @@ class Supervisor:
                 self._finish_if_stopped()
 
     def _finish_if_stopped(self) -> None:
+        if self._meta_stopping:
+            return
         if all(watcher.pid is None and watcher.state in (STOPPED, FATAL) for watcher in self.watchers.values()):
             for watcher in self.watchers.values():
                 if watcher.state != STOPPED:
                     watcher.stop()
             self._publish_all()
-            self._done = True
+            self._meta_stopping = True
+            if self.health is None:
+                self.meta_stopped()
+                return
+            self.health.stop()
+            self.timers.call_later(META_STOP_TIMEOUT, self._kill_meta)
+
+    def _kill_meta(self) -> None:
+        if self.health is not None and self.health.pid is not None:
+            log.warning("the meta-resource did not stop within %g s: SIGKILL", META_STOP_TIMEOUT)
+            oslevel.kill_group(self.health.pid, signal.SIGKILL)
+
+    def meta_stopped(self) -> None:
+        """The meta-resource has published presence False and ended: the stop is complete."""
+        self._done = True
+
+    def meta_restarted(self) -> None:
+        """A new meta-resource process knows nothing yet: send it every state."""
+        for watcher in self.watchers.values():
+            self.state_changed(watcher)
+        self._publish_all()
 
     def _cleanup(self) -> None:
-        if self.health is not None:
-            self.health.stop()
         if self._zygote_sock is not None:
             self._zygote_sock.close()
             self._zygote_sock = None
@@ -204,7 +218,9 @@ class Supervisor:
         return BrokerAddress(self._broker.host, self._broker.port, protocol)
 
     def _spec_for_host(self) -> ChildSpec:
-        return self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
+        spec = self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
+        commands = COMMANDS if self.config.remote_control else ()
+        return dataclasses.replace(spec, role=META, commands=commands)
 
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
         certificates = config.certificate_directory or self.config.broker.certificate_directory
@@ -260,10 +276,11 @@ class Supervisor:
             logger.addHandler(handler)
         return logger
 
-    def spawn(self, watcher: Watcher, spec: ChildSpec, fds: list[int]) -> None:
+    def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None:
+        """Ask the zygote for a process; ``owner`` (a Watcher or the MetaProcess) hears how it went."""
         assert self._zygote_sock is not None
         self._next_token += 1
-        self._tokens[self._next_token] = watcher
+        self._tokens[self._next_token] = owner
         zygote.send_packet(self._zygote_sock, {"op": "spawn", "token": self._next_token, "spec": spec}, fds)
 
     def watch_pipes(self, owner: Any, fds: list[int]) -> None:
@@ -297,16 +314,16 @@ class Supervisor:
             return
         op = message["op"]
         if op == "spawned":
-            watcher = self._tokens.pop(message["token"])
-            self._pids[message["pid"]] = watcher
-            watcher.spawned(message["pid"])
+            owner = self._tokens.pop(message["token"])
+            self._pids[message["pid"]] = owner
+            owner.spawned(message["pid"])
         elif op == "spawn_failed":
             self._tokens.pop(message["token"]).spawn_failed(message["error"])
         elif op == "exited":
-            watcher = self._pids.pop(message["pid"], None)
+            owner = self._pids.pop(message["pid"], None)
             self._processes.pop(message["pid"], None)
-            if watcher is not None:
-                watcher.exited(message["status"])
+            if owner is not None:
+                owner.exited(message["status"])
 
     def _zygote_lost(self) -> None:
         log.error("the zygote (pid %d) is gone; its resources died with it: sghost exits", self._zygote_pid)
@@ -437,34 +454,6 @@ class Supervisor:
             if self.health is not None:
                 self.health.forget(watcher.name)
 
-    def _enable_remote_control(self, health: HealthPublisher) -> None:
-        """Accept ``command/<host>/start|stop|restart`` (payload: a resource name) over MQTT."""
-        read_end, self._remote_w = os.pipe()
-        os.set_blocking(read_end, False)
-        self.selector.register(read_end, selectors.EVENT_READ, ("remote", None))
-        for op in COMMANDS:
-            health.add_command(op, self._remote_callback)
-        log.warning("remote control is on: command/%s/{start,stop,restart} are obeyed", self.config.name)
-
-    def _remote_callback(self, resource: Any, messagetype: str, servicename: str, op: str, payload: str) -> str:
-        """Runs on the MQTT thread: hand the command to the event loop and echo its outcome."""
-        outcome: Future[str] = Future()
-        self._remote.put((op, payload, outcome))
-        os.write(self._remote_w, b"!")
-        try:
-            return outcome.result(REMOTE_ANSWER_TIMEOUT)
-        except TimeoutError:
-            return f"error: {op} {payload!r} not answered within {REMOTE_ANSWER_TIMEOUT:g} s"
-
-    def _run_remote_commands(self, fd: int) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.read(fd, 512)
-        while not self._remote.empty():
-            op, name, outcome = self._remote.get()
-            ok, message = self.command(op, name) if name else (False, f"{op} needs a resource name as payload")
-            log.info("remote control: %s %r -> %s", op, name, message)
-            outcome.set_result(message if ok else f"error: {message}")
-
     # -------------------------------------------------------------- health
 
     def state_changed(self, watcher: Watcher) -> None:
@@ -536,6 +525,7 @@ class Supervisor:
             "host": self.config.name,
             "version": __version__,
             "pid": os.getpid(),
+            "meta_pid": self.health.pid if self.health is not None else None,
             "manifest": str(self.config.path),
             "uptime": round(time.monotonic() - self.started_at),
             "cpu": psutil.cpu_percent(None),

@@ -21,7 +21,6 @@ after a grace period, and exits: no resource outlives its supervisor.
 from __future__ import annotations
 
 import contextlib
-import encodings.idna  # noqa: F401  getaddrinfo loads it in every child otherwise: share it
 import gc
 import logging
 import os
@@ -35,8 +34,8 @@ import traceback
 from typing import Any
 
 from sghost import events, oslevel
-from sghost.child import ChildSpec, configure_child_logging, run_child
 from sghost.plugins import PluginRegistry
+from sghost.spec import META, ChildSpec
 
 MAX_PACKET = 1 << 20
 ORPHAN_GRACE = 1.5
@@ -142,15 +141,17 @@ class Zygote:
             self.sock.close()
             os.close(self.wakeup_r)
             os.close(self.wakeup_w)
-            event_fd, out_fd, err_fd = fds
+            event_fd, out_fd, err_fd, *inbound = fds
             os.dup2(out_fd, 1)
             os.dup2(err_fd, 2)
             os.close(out_fd)
             os.close(err_fd)
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            from sghost.child import configure_child_logging
+
             configure_child_logging(spec.log_level)
-            code = run_child(spec, self.registry, events.EventWriter(event_fd))
+            code = self._run(spec, events.EventWriter(event_fd), inbound)
         except BaseException:
             traceback.print_exc()
             code = 1
@@ -159,6 +160,14 @@ class Zygote:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+    def _run(self, spec: ChildSpec, channel: events.EventWriter, inbound: list[int]) -> int:
+        from sghost.child import run_child
+        from sghost.metaresource import run_meta
+
+        if spec.role == META:
+            return run_meta(spec, channel, inbound[0])
+        return run_child(spec, self.registry, channel)
 
     def _reap(self) -> None:
         while self.children:
@@ -193,6 +202,18 @@ class Zygote:
                 time.sleep(0.02)
 
 
+def preload() -> None:
+    """Import in the zygote what every child needs, so that children share it instead of loading it.
+
+    The supervisor itself never imports these (paho and ssl alone are about 9 MiB).
+    """
+    import encodings.idna  # noqa: F401  (getaddrinfo loads it in every child otherwise)
+
+    import sgframework.framework  # noqa: F401
+    import sghost.child
+    import sghost.metaresource  # noqa: F401
+
+
 def start_zygote(registry: PluginRegistry) -> tuple[int, socket.socket]:
     """Fork the zygote; return its pid and the supervisor's end of the socket pair.
 
@@ -207,6 +228,7 @@ def start_zygote(registry: PluginRegistry) -> tuple[int, socket.socket]:
         code = 0
         try:
             parent_end.close()
+            preload()
             Zygote(zygote_end, registry).serve()
         except BaseException:
             traceback.print_exc()

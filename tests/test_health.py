@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 
@@ -197,3 +198,26 @@ def test_broker_outage_of_10_s_health_resumes_and_nothing_counts_as_failed(fresh
             after.stop()
     finally:
         host.stop()
+
+
+def test_a_killed_meta_resource_process_is_restarted_and_republishes(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host_factory(manifest_text(mosquitto, TWO, host="gw10"))
+    recorder.wait_for("data/gw10/one_state", "running", timeout=10)
+    recorder.wait_until(lambda: '"meta_pid":' in (recorder.latest("data/gw10/health") or ""), 5)
+    meta_pid = json.loads(recorder.latest("data/gw10/health") or "{}")["meta_pid"]
+    os.kill(meta_pid, signal.SIGKILL)
+    gone = recorder.wait_for("resourceavailable/gw10/presence", "False", timeout=5)
+    recorder.wait_for("resourceavailable/gw10/presence", "True", after=gone.at, timeout=10)
+    late = Recorder(mosquitto.host, mosquitto.port, "data/gw10/#").start()
+    try:
+        late.wait_for("data/gw10/one_state", "running", timeout=5)
+
+        def new_meta_pid() -> int | None:
+            document = json.loads(late.latest("data/gw10/health") or "{}")
+            return document.get("meta_pid") if document.get("meta_pid") != meta_pid else None
+
+        assert late.wait_until(new_meta_pid, 5), "a new meta-resource process publishes the health again"
+    finally:
+        late.stop()
+    assert recorder.latest("data/gw10/one_restarts") == "0", "the resources were not disturbed"

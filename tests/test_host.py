@@ -22,13 +22,11 @@ type = "taxisign"
 
 
 def wait_all_present(recorder: Recorder, names: tuple[str, ...]) -> Received:
-    """Wait until the host and every resource are up and connected; return the host's presence message."""
+    """Wait until the host and every resource are up and connected; return the last presence message."""
     for name in names:
         recorder.wait_for(f"data/sghost/{name}_state", "running", timeout=10)
-    started = recorder.wait_for("resourceavailable/sghost/presence", "True")
-    for name in names:
-        recorder.wait_for(f"resourceavailable/{name}/presence", "True", after=started.at)
-    return started
+    present = [recorder.wait_for(f"resourceavailable/{name}/presence", "True") for name in ("sghost", *names)]
+    return max(present, key=lambda message: message.at)
 
 
 def start_host(tmp_path: Path, text: str) -> HostProcess:

@@ -1,0 +1,198 @@
+"""The meta-resource process: sghost's own presence and every resource's health, as retained MQTT data.
+
+Topics (``<host>`` is ``[host] name``): ``data/<host>/<res>_state``,
+``_restarts``, ``_pid``, ``_uptime``, ``_cpu``, ``_memory``, ``_error`` and
+``data/<host>/health`` (one JSON document), each announced on
+``dataavailable/<host>/...``; presence on ``resourceavailable/<host>/presence``.
+Only values that changed are sent, so an idle host is quiet on the broker.
+
+It runs in a process of its own, forked from the zygote, so that the
+supervisor never loads paho or ssl. The supervisor sends it JSON lines on a
+pipe (see :func:`run_meta`); it answers with events (connection changes,
+remote-control commands) on its events pipe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import selectors
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sgframework import Resource
+from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
+from sgframework.framework import build_topic
+from sghost import events
+from sghost.child import build_resource
+from sghost.lines import LineSplitter
+from sghost.spec import ChildSpec
+
+FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error")
+HEALTH_SIGNAL = "health"
+log = logging.getLogger("sghost.metaresource")
+
+
+class HealthPublisher:
+    """Publishes health through an ``sgframework.Resource`` named after the host."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.resource: Resource = build_resource(spec)
+        self.resource.logger = logging.getLogger("sghost.mqtt")
+        self._sent: dict[str, str] = {}
+        self._registered: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    def start(self) -> None:
+        self.resource.start(use_threaded_networking=True)
+
+    def stop(self) -> None:
+        if self.resource.mqttclient is not None:
+            self.resource.stop()
+
+    def is_connected(self) -> bool:
+        return self.resource.is_connected
+
+    def add_command(self, signalname: str, callback: Callable[..., Any]) -> None:
+        """Accept ``command/<host>/<signalname>``; the callback's return value is echoed."""
+        self.resource.register_incoming_command(signalname, callback, echo=True)
+
+    def update(self, resource_name: str, values: dict[str, str]) -> None:
+        """Send the fields of one resource whose text changed since last sent."""
+        for field, value in values.items():
+            self._send(f"{resource_name}_{field}", value)
+
+    def publish_health(self, document: dict[str, Any]) -> None:
+        self._send(HEALTH_SIGNAL, json.dumps(document, sort_keys=True, separators=(",", ":")))
+
+    def capabilities_lost(self, topics: list[str]) -> None:
+        """Publish retained ``False`` on a dead resource's capability topics (Sparkplug's DDEATH)."""
+        client = self.resource.mqttclient
+        if client is None:
+            return
+        for topic in topics:
+            client.publish(topic, PAYLOAD_FALSE, qos=self.resource.qos, retain=True)
+
+    def forget(self, resource_name: str) -> None:
+        """Clear a removed resource's retained health topics (empty retained payloads)."""
+        client = self.resource.mqttclient
+        for field in FIELDS:
+            signal = f"{resource_name}_{field}"
+            self._sent.pop(signal, None)
+            self._registered.discard(signal)
+            self.resource.unregister_outgoing_data(signal)
+            if client is not None:
+                for prefix in (PREFIX_DATA, PREFIX_DATAAVAILABLE):
+                    client.publish(build_topic(prefix, self.name, signal), b"", qos=self.resource.qos, retain=True)
+
+    def _send(self, signal: str, payload: str) -> None:
+        if self._sent.get(signal) == payload:
+            return
+        self._sent[signal] = payload
+        if signal not in self._registered:
+            self._registered.add(signal)
+            self.resource.register_outgoing_data(signal, defaultvalue=payload, send_data_as_retained=True)
+            if self.resource.is_connected:
+                self.resource.send_data(signal, payload)
+            return
+        if self.resource.mqttclient is None:
+            return
+        try:
+            self.resource.send_data(signal, payload)
+        except ValueError as error:
+            log.debug("health %s not sent: %s", signal, error)
+
+
+REMOTE_ANSWER_TIMEOUT = 5.0
+POLL_INTERVAL = 0.5
+
+
+class RemoteBridge:
+    """Carries remote-control commands from the MQTT thread to the supervisor and its answers back."""
+
+    def __init__(self, channel: events.EventWriter) -> None:
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._next_id = itertools.count(1)
+        self._waiting: dict[int, tuple[threading.Event, list[str]]] = {}
+
+    def ask(self, resource: Any, messagetype: str, servicename: str, op: str, payload: str) -> str:
+        """An MQTT command callback: its return value is echoed on ``data/<host>/<op>``."""
+        request_id = next(self._next_id)
+        answered, answer = threading.Event(), []
+        with self._lock:
+            self._waiting[request_id] = (answered, answer)
+        self.channel.send(events.REMOTE, id=request_id, op=op, payload=payload)
+        try:
+            if answered.wait(REMOTE_ANSWER_TIMEOUT):
+                return answer[0]
+            return f"error: {op} {payload!r} not answered within {REMOTE_ANSWER_TIMEOUT:g} s"
+        finally:
+            with self._lock:
+                self._waiting.pop(request_id, None)
+
+    def answer(self, request_id: int, text: str) -> None:
+        with self._lock:
+            waiting = self._waiting.get(request_id)
+        if waiting is not None:
+            waiting[1].append(text)
+            waiting[0].set()
+
+
+def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, Any]) -> bool:
+    """Carry out one message from the supervisor; return False for ``stop``."""
+    op = message.get("op")
+    if op == "update":
+        publisher.update(message["name"], message["values"])
+    elif op == "health":
+        publisher.publish_health(message["document"])
+    elif op == "lost":
+        publisher.capabilities_lost(message["topics"])
+    elif op == "forget":
+        publisher.forget(message["name"])
+    elif op == "answer":
+        bridge.answer(message["id"], message["text"])
+    elif op == "stop":
+        return False
+    return True
+
+
+def run_meta(spec: ChildSpec, channel: events.EventWriter, inbound: int) -> int:
+    """The meta-resource process: publish what arrives on ``inbound`` until ``stop`` or end of stream."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    publisher = HealthPublisher(spec)
+    bridge = RemoteBridge(channel)
+    for op in spec.commands:
+        publisher.add_command(op, bridge.ask)
+    publisher.resource.on_broker_connectionstatus_info = lambda _resource, connected: channel.send(
+        events.CONNECTED if connected else events.DISCONNECTED
+    )
+    publisher.start()
+    reported_error: str | None = None
+    splitter = LineSplitter(max_line=1 << 24)
+    with selectors.DefaultSelector() as selector:
+        selector.register(inbound, selectors.EVENT_READ)
+        while not stopping.is_set():
+            error = publisher.resource.last_connection_error
+            if error is not None and error != reported_error:
+                reported_error = error
+                channel.send(events.CONNECT_ERROR, text=error, refused=False)
+            if not selector.select(POLL_INTERVAL):
+                continue
+            chunk = os.read(inbound, 1 << 16)
+            if not chunk:
+                break  # the supervisor is gone
+            for line in splitter.feed(chunk):
+                if not apply(publisher, bridge, json.loads(line)):
+                    stopping.set()
+    publisher.stop()
+    return 0
