@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
@@ -220,8 +221,17 @@ class SghostHost:
             raise RuntimeError(f"expected one child of the supervisor (the zygote), found {children}")
         return children[0]
 
-    def resources(self) -> list[psutil.Process]:
-        return self.zygote.children()
+    def meta(self, recorder: Recorder) -> psutil.Process:
+        """The meta-resource process, known from the ``meta_pid`` of the host's retained health."""
+        topic = f"data/{self.host}/health"
+        found = recorder.wait_until(lambda: json.loads(recorder.latest(topic) or "{}").get("meta_pid"), 10)
+        if not found:
+            raise RuntimeError(f"no meta_pid in {topic}")
+        return psutil.Process(int(found))  # type: ignore[call-overload]
+
+    def resources(self, meta: psutil.Process) -> list[psutil.Process]:
+        """The zygote's children but the meta-resource process."""
+        return [process for process in self.zygote.children() if process.pid != meta.pid]
 
     def terminate(self, timeout: float = 30.0) -> float:
         """SIGTERM; return the seconds until the process has exited."""
@@ -323,7 +333,8 @@ class Bench:
         self.results.add(f"sghost, N={n}: launch -> every presence True", spread(times))
         try:
             time.sleep(SETTLE)
-            resources = sghost.resources()
+            meta = sghost.meta(self.recorder)
+            resources = sghost.resources(meta)
             if len(resources) != n:
                 raise RuntimeError(f"{len(resources)} resource processes under the zygote, expected {n}")
             sizes = pss(resources)
@@ -336,6 +347,12 @@ class Bench:
             )
             if with_idle_figures:
                 rss = sghost.supervisor.memory_info().rss
+                meta_rss = meta.memory_info().rss
+                (meta_pss,) = pss([meta])
+                self.results.add(
+                    f"meta-resource process (health over MQTT), N={n}",
+                    f"RSS {mib(meta_rss)}, PSS {mib(meta_pss)}",
+                )
                 self.results.add(
                     f"sghost's own RSS (supervisor), N={n}", f"{mib(rss)} = {rss / 1e6:.1f} MB", "≤ 26 MB", rss <= 26e6
                 )
@@ -422,7 +439,7 @@ class Bench:
         for i in range(self.args.kills):
             name = names[i % len(names)]
             old_pid = int(self.recorder.latest(f"data/{host}/{name}_pid") or 0)
-            if old_pid not in {p.pid for p in sghost.resources()}:
+            if old_pid not in {p.pid for p in sghost.zygote.children()}:
                 raise RuntimeError(f"{name}: pid {old_pid} from health is not a resource process")
             cursor = Cursor(self.recorder)
             state = {"presence": 0.0, "running": False, "pid": old_pid}
@@ -454,14 +471,14 @@ class Bench:
 
     def idle_cpu_and_messages(self, sghost: SghostHost, names: list[str]) -> None:
         window = self.args.cpu_window
-        supervisor, zygote = sghost.supervisor, sghost.zygote
-        resources = sghost.resources()
+        supervisor, zygote, meta = sghost.supervisor, sghost.zygote, sghost.meta(self.recorder)
+        resources = sghost.resources(meta)
         print(f"  idling {window:g} s (health_interval = {HEALTH_INTERVAL:g}) ...", flush=True)
         first = len(self.recorder.messages)
         started = time.monotonic()
-        before = [cpu_seconds(p) for p in (supervisor, zygote, *resources)]
+        before = [cpu_seconds(p) for p in (supervisor, zygote, meta, *resources)]
         time.sleep(window)
-        after = [cpu_seconds(p) for p in (supervisor, zygote, *resources)]
+        after = [cpu_seconds(p) for p in (supervisor, zygote, meta, *resources)]
         ended = time.monotonic()
         wall = ended - started
         share = [(b - a) / wall * 100 for a, b in zip(before, after, strict=True)]
@@ -470,8 +487,9 @@ class Bench:
             "≤ 0.5 %", share[0] <= 0.5,
         )
         self.results.add(
-            "idle CPU, zygote / mean resource process",
-            f"{share[1]:.3f} % / {statistics.mean(share[2:]):.3f} % (all resources {sum(share[2:]):.2f} %)",
+            "idle CPU, zygote / meta-resource / mean resource process",
+            f"{share[1]:.3f} % / {share[2]:.3f} % / {statistics.mean(share[3:]):.3f} % "
+            f"(all resources {sum(share[3:]):.2f} %)",
         )
         window_messages = [m for m in self.recorder.messages[first:] if started <= m.at <= ended]
         per_minute = len(window_messages) * 60 / wall

@@ -15,7 +15,6 @@ not exist and its settings are not handed to the plugin's check), since it is no
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -119,9 +118,11 @@ class ResourceConfig:
     table: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def fingerprint(self) -> str:
-        """Return a stable hash of the resource's table: a changed table gives a different value.
+        """Return a canonical text of the resource's table: a changed table gives a different value.
 
         A change of ``[defaults]`` alone leaves it unchanged; compare ``policy`` for that.
+        (Not a cryptographic hash on purpose: hashlib would load OpenSSL, about 3.7 MiB,
+        into the supervisor.)
         """
         source = self.table or {
             "type": self.type,
@@ -130,8 +131,7 @@ class ResourceConfig:
             **dataclasses.asdict(self.policy),
         }
         document = {"name": self.name, "table": source, "certificate_directory": self.certificate_directory}
-        text = json.dumps(document, sort_keys=True, default=str, ensure_ascii=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return json.dumps(document, sort_keys=True, default=str, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

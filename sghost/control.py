@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import stat
 import struct
 import sys
 import weakref
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,9 +66,12 @@ def _absolute(manifest_path: str | Path) -> Path:
 
 
 def _leaf(manifest_path: str | Path) -> str:
-    """``<stem>-<8 hex of sha256(absolute path)>``: one directory name per manifest."""
+    """``<stem>-<8 hex of crc32(absolute path)>``: one directory name per manifest.
+
+    crc32, not sha256: hashlib would load OpenSSL (about 3.7 MiB) into the supervisor.
+    """
     absolute = _absolute(manifest_path)
-    digest = hashlib.sha256(os.fsencode(absolute)).hexdigest()[:8]
+    digest = f"{zlib.crc32(os.fsencode(absolute)):08x}"
     stem = absolute.stem[:MAX_STEM] or "manifest"
     return f"{stem}-{digest}"
 

@@ -675,7 +675,7 @@ def test_fingerprint_is_stable(tmp_path: Path) -> None:
     assert first == fingerprints(tmp_path, BASE)
     reordered = BASE.replace('type = "taxisign"\nstop_timeout = 2', 'stop_timeout = 2\ntype = "taxisign"')
     assert fingerprints(tmp_path, reordered) == first
-    assert re.fullmatch(r"[0-9a-f]{64}", first["a"])
+    assert '"name": "a"' in first["a"], "a canonical text of the table"
     assert first["a"] != first["b"]
 
 
