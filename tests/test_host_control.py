@@ -73,17 +73,21 @@ def test_status_restart_stop_start_through_the_local_socket(mosquitto, mqtt_reco
     assert "unknown resource 'nosuch'" in unknown.stderr
 
 
-def test_systemd_is_told_ready_and_stopping(mosquitto, host_factory, tmp_path) -> None:
+def test_systemd_is_told_ready_watchdog_and_stopping(mosquitto, host_factory, tmp_path) -> None:
     env = runtime_env(tmp_path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     path = tmp_path / "notify.sock"
     listener.bind(str(path))
     listener.settimeout(10)
     env["NOTIFY_SOCKET"] = str(path)
+    env["WATCHDOG_USEC"] = "400000"  # systemd's WatchdogSec=0.4: sghost pings every 0.2 s
     try:
         host = host_factory(manifest_text(mosquitto, '[resources.one]\ntype = "echoer"\n', host="sd"), env=env)
         messages = [listener.recv(4096).decode()]
-        assert any("READY=1" in message for message in messages), messages
+        while not any("READY=1" in message for message in messages):
+            messages.append(listener.recv(4096).decode())
+        while sum("WATCHDOG=1" in message for message in messages) < 3:
+            messages.append(listener.recv(4096).decode())
         host.signal(signal.SIGTERM)
         while not any("STOPPING=1" in message for message in messages):
             messages.append(listener.recv(4096).decode())
@@ -132,3 +136,13 @@ def test_two_hosts_on_one_broker_in_fleet_status(mosquitto, mqtt_recorder, tmp_p
     finally:
         for host in hosts:
             host.stop()
+
+
+def test_tls_insecure_is_warned_about_at_every_start(mosquitto, host_factory) -> None:
+    resources = '[resources.one]\ntype = "echoer"\n'
+    text = manifest_text(mosquitto, resources, host="insecure", broker_extra="tls_insecure = true\n")
+    for _ in range(2):
+        host = host_factory(text)
+        line = host.wait_log("broker.tls_insecure")
+        assert "WARNING" in line
+        assert host.stop() == 0
