@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import platform
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import paho.mqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from machine import describe_machine
 
 from sgframework import App, Resource
 from sghost.broker import MosquittoBroker
@@ -256,26 +255,6 @@ def bench_start_stop(broker: MosquittoBroker, repeats: int) -> dict[str, list[fl
 # ----------------------------------------------------------------------- main
 
 
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    mosquitto = subprocess.run(
-        [MosquittoBroker().executable, "-h"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
-    return (
-        f"nproc {os.cpu_count()}, {model}; Python {platform.python_version()}; paho-mqtt {paho.mqtt.__version__}; "
-        f"{mosquitto[0] if mosquitto else 'mosquitto ?'}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per throughput figure")
@@ -284,7 +263,7 @@ def main() -> int:
     parser.add_argument("--start-stop", type=int, default=20, help="start/stop repeats")
     args = parser.parse_args()
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     failed = []
     # The counter may fall behind a burst: let mosquitto queue for it instead of dropping at 1000.
     with MosquittoBroker(extra_config=["max_queued_messages 0"]) as broker:

@@ -30,8 +30,6 @@ import contextlib
 import json
 import math
 import os
-import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -43,11 +41,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from machine import describe_machine  # noqa: E402
 
 from sghost.broker import MosquittoBroker  # noqa: E402
 from sghost.testing import Received, Recorder  # noqa: E402
@@ -565,29 +564,6 @@ class Bench:
 # -------------------------------------------------------------------- main
 
 
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    broker = MosquittoBroker()
-    try:
-        version = subprocess.run([broker.executable, "-h"], capture_output=True, text=True, timeout=5).stdout
-        mosquitto = re.search(r"mosquitto version (\S+)", version)
-    except (OSError, subprocess.SubprocessError):
-        mosquitto = None
-    return (
-        f"{os.cpu_count()} CPU ({model}), {psutil.virtual_memory().total / 2**30:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"paho-mqtt {paho.mqtt.__version__}, psutil {psutil.__version__}, "
-        f"mosquitto {mosquitto.group(1) if mosquitto else 'unknown'}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run: N = 5 and 10, 10 s idle, 5 kills")
@@ -599,7 +575,7 @@ def main() -> int:
     args.reps = 1 if args.quick else 3
 
     started = time.monotonic()
-    info = machine()
+    info = describe_machine()
     print(f"machine: {info}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sghost-bench-") as tmp, MosquittoBroker() as broker:
         recorder = Recorder(broker.host, broker.port, "#").start()
