@@ -412,8 +412,11 @@ class Supervisor:
         for name in changed:
             self._reconfigure(self.watchers[name], new.resources[name])
         for name in added:
-            self._retiring.discard(name)
-            self._add_watcher(new.resources[name])
+            if name in self._retiring:  # removed by an earlier reload and still stopping: take it back
+                self._retiring.discard(name)
+                self._reconfigure(self.watchers[name], new.resources[name])
+            else:
+                self._add_watcher(new.resources[name])
         message = (
             f"reloaded {self.config.path}: {len(added)} added, {len(removed)} removed, "
             f"{len(changed)} restarted, {len(new.resources) - len(added) - len(changed)} untouched"

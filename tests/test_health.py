@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 from hostharness import HostProcess, manifest_text
 from sghost.testing import Received, Recorder
@@ -221,3 +222,29 @@ def test_a_killed_meta_resource_process_is_restarted_and_republishes(mosquitto, 
     finally:
         late.stop()
     assert recorder.latest("data/gw10/one_restarts") == "0", "the resources were not disturbed"
+
+
+def test_a_resource_added_back_while_still_stopping_restarts_after_the_old_process_is_gone(
+    mosquitto, mqtt_recorder, host_factory, tmp_path
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    slow = '[resources.slow]\ntype = "hanger"\nstop_timeout = 2.0\n'
+    host = host_factory(manifest_text(mosquitto, slow, host="gw11"))
+    recorder.wait_for("data/gw11/slow_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/slow/presence", "True")
+    recorder.publish("command/slow/hang", "now")
+    host.wait_log("hanging forever")
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(manifest_text(mosquitto, "", host="gw11"))
+    host.signal(signal.SIGHUP)
+    stopping = recorder.wait_for("data/gw11/slow_state", "stopping")
+    manifest.write_text(manifest_text(mosquitto, slow, host="gw11"))
+    host.signal(signal.SIGHUP)
+    host.wait_log("1 added, 0 removed")
+    host.wait_log("did not stop within 2 s: SIGKILL")
+    killed = time.monotonic()
+    recorder.wait_for("data/gw11/slow_state", "running", after=killed, timeout=10)
+    present = recorder.wait_until(lambda: recorder.latest("resourceavailable/slow/presence") == "True", 5)
+    assert present, "the old process's will must not outlive the new process's presence (old killed first)"
+    assert stopping.at < killed
+    assert recorder.on("dataavailable/gw11/slow_state")[-1].payload == "True", "its health topics were not cleared"

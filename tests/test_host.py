@@ -214,3 +214,17 @@ def test_child_output_is_captured_with_prefix_and_into_a_rotating_file(
     assert logs == ["sign.log", "sign.log.1", "sign.log.2"], "rotated and bounded"
     assert all(path.stat().st_size <= 1024 for path in (tmp_path / "logs").iterdir())
     assert "taxi sign" in (tmp_path / "logs" / "sign.log").read_text()
+
+
+def test_a_killed_zygote_ends_sghost_with_an_error_and_no_orphans(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, THREE))
+    started = wait_all_present(recorder, ("alpha", "beta", "gamma"))
+    family = [process.pid for process in host.descendants()]
+    zygote = psutil.Process(host.pid).children()[0]
+    zygote.kill()
+    assert host.wait(10) == 1
+    host.wait_log("the zygote")
+    assert wait_until(lambda: all_gone(family), 3), "the resources die with their zygote"
+    for name in ("alpha", "beta", "gamma", "sghost"):
+        recorder.wait_for(f"resourceavailable/{name}/presence", "False", after=started.at)
