@@ -166,9 +166,12 @@ def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, A
 
 def run_meta(spec: ChildSpec, channel: events.EventWriter, inbound: int) -> int:
     """The meta-resource process: publish what arrives on ``inbound`` until ``stop`` or end of stream."""
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # The supervisor ends this process with "stop" once every resource's state is
+    # published, or by closing the pipe when it dies. A SIGTERM for the whole
+    # cgroup (systemd) must not end it first: presence False comes last.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stopping = threading.Event()
     publisher = HealthPublisher(spec)
     bridge = RemoteBridge(channel)
     for op in spec.commands:

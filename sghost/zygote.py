@@ -38,6 +38,8 @@ from sghost.plugins import PluginRegistry
 from sghost.spec import META, ChildSpec
 
 MAX_PACKET = 1 << 20
+PARENT_DIED = signal.SIGUSR1
+"""The zygote's parent-death signal (SIGTERM is ignored: it may be meant for the whole group)."""
 ORPHAN_GRACE = 1.5
 
 
@@ -74,10 +76,13 @@ class Zygote:
         os.set_blocking(self.wakeup_r, False)
         signal.set_wakeup_fd(self.wakeup_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGTERM, lambda *_: None)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        oslevel.set_parent_death_signal(signal.SIGTERM)
+        signal.signal(PARENT_DIED, lambda *_: None)
+        # A SIGTERM or SIGINT for the whole group or cgroup (Ctrl-C, systemd's
+        # KillMode=control-group) is the supervisor's to act on: it stops the
+        # resources in order. The zygote ends when the supervisor's socket closes.
+        for ignored in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(ignored, signal.SIG_IGN)
+        oslevel.set_parent_death_signal(PARENT_DIED)
         self.selector.register(self.sock, selectors.EVENT_READ, "control")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
         gc.freeze()
@@ -105,13 +110,13 @@ class Zygote:
         return True
 
     def _handle_signals(self) -> bool:
-        """Reap children; return True when a SIGTERM asks the zygote to end."""
+        """Reap children; return True when the supervisor has died."""
         try:
             received = os.read(self.wakeup_r, 512)
         except BlockingIOError:
             received = b""
         self._reap()
-        return signal.SIGTERM in received
+        return PARENT_DIED in received
 
     def _spawn(self, token: int, spec: ChildSpec, fds: list[int]) -> None:
         try:
@@ -135,8 +140,8 @@ class Zygote:
             os.setsid()
             oslevel.set_parent_death_signal(signal.SIGKILL)
             signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            for inherited in (signal.SIGCHLD, signal.SIGHUP, PARENT_DIED, signal.SIGTERM):
+                signal.signal(inherited, signal.SIG_DFL)
             self.selector.close()
             self.sock.close()
             os.close(self.wakeup_r)

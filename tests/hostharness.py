@@ -75,6 +75,7 @@ class HostProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=self.env,
+            start_new_session=True,  # its own process group, as under systemd or a shell
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

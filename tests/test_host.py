@@ -11,6 +11,7 @@ from hostharness import HostProcess, all_gone, manifest_text, wait_until
 from sghost.broker import MosquittoBroker
 from sghost.testing import Received, Recorder
 
+THREE_NAMES = ("alpha", "beta", "gamma")
 THREE = """
 [resources.alpha]
 type = "echoer"
@@ -228,3 +229,22 @@ def test_a_killed_zygote_ends_sghost_with_an_error_and_no_orphans(mosquitto, mqt
     assert wait_until(lambda: all_gone(family), 3), "the resources die with their zygote"
     for name in ("alpha", "beta", "gamma", "sghost"):
         recorder.wait_for(f"resourceavailable/{name}/presence", "False", after=started.at)
+
+
+def test_sigterm_to_every_process_at_once_as_systemd_does_still_stops_in_order(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    """systemd's KillMode=control-group (and Ctrl-C in a shell) signal the zygote and resources too."""
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, THREE))
+    started = wait_all_present(recorder, ("alpha", "beta", "gamma"))
+    family = host.descendants()
+    for process in [psutil.Process(host.pid), *family]:
+        process.send_signal(signal.SIGTERM)
+    assert host.wait(15) == 0
+    states = [recorder.wait_for(f"data/sghost/{name}_state", "stopped", after=started.at) for name in THREE_NAMES]
+    gone = recorder.wait_for("resourceavailable/sghost/presence", "False", after=started.at)
+    assert gone.at >= max(state.at for state in states), "the host's presence goes False last"
+    assert wait_until(lambda: all_gone([process.pid for process in family]), 3)
+    assert "meta-resource process ended" not in host.log()
+    assert "the zygote" not in host.log()
