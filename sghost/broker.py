@@ -184,7 +184,9 @@ class MosquittoBroker:
 
 
 def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (connections in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -74,3 +74,15 @@ def test_sghost_runs_its_resources_on_the_embedded_broker(tmp_path: Path) -> Non
         assert host.stop() == 0
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the broker went with sghost
+
+
+def test_a_port_left_in_time_wait_by_the_last_run_can_be_used_again(tmp_path: Path) -> None:
+    port = free_port()
+    first = EmbeddedBroker(port, workdir=tmp_path / "first")
+    first.start()
+    recorder = Recorder(first.host, port).start()
+    first.stop()  # the broker closes its side first: its socket waits in TIME_WAIT
+    recorder.stop()
+    second = EmbeddedBroker(port, workdir=tmp_path / "second")
+    second.start()
+    second.stop()
