@@ -1,8 +1,9 @@
 """The supervisor: one event loop that runs the host's resources and reports their health.
 
 Data flows one way: validated config -> watchers (one per resource) ->
-processes (forked by the zygote) -> events -> health topics. The loop is
-single-threaded; only the meta-resource's MQTT network runs in a thread.
+processes (forked by the zygote) -> events -> health topics. The supervisor
+has no threads and does not load paho: the meta-resource that publishes the
+health runs in a process of its own (sghost.health, sghost.metaresource).
 """
 
 from __future__ import annotations
