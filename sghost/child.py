@@ -64,6 +64,7 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop.request)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked since the fork: deliver it now
     log = logging.getLogger(spec.name)
     try:
         resource_type = registry.get(spec.type_name)

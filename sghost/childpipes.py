@@ -15,9 +15,9 @@ STREAMS = ("events", "stdout", "stderr")
 
 
 class PipeHost(Protocol):
-    """The event loop that watches pipes and hands their data to ``owner.pipe_data(fd, data)``."""
+    """The event loop that watches pipes and calls ``pipes.read(fd)`` when one is readable."""
 
-    def watch_pipes(self, owner: Any, fds: list[int]) -> None: ...
+    def watch_pipes(self, pipes: ChildPipes, fds: list[int]) -> None: ...
     def unwatch_pipe(self, fd: int) -> None: ...
 
 
@@ -27,12 +27,10 @@ class ChildPipes:
     def __init__(
         self,
         host: PipeHost,
-        owner: Any,
         on_event: Callable[[dict[str, Any]], None],
         on_output: Callable[[str, str], None],
     ) -> None:
         self.host = host
-        self.owner = owner
         self.on_event = on_event
         self.on_output = on_output
         self._streams: dict[int, str] = {}
@@ -53,7 +51,7 @@ class ChildPipes:
         if inbound:
             read_end, self.inbound = os.pipe()
             child_ends.append(read_end)
-        self.host.watch_pipes(self.owner, list(self._streams))
+        self.host.watch_pipes(self, list(self._streams))
         return child_ends
 
     def data(self, fd: int, chunk: bytes) -> None:
@@ -67,17 +65,22 @@ class ChildPipes:
         if not chunk:
             self._close_one(fd)
 
+    def read(self, fd: int) -> bool:
+        """Read what one pipe holds now; return False when nothing more is ready or it ended."""
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            chunk = b""
+        self.data(fd, chunk)
+        return bool(chunk)
+
     def drain(self) -> None:
         """Read what a dead process left in its pipes."""
         for fd in list(self._splitters):
-            while fd in self._splitters:
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    chunk = b""
-                self.data(fd, chunk)
+            while fd in self._splitters and self.read(fd):
+                pass
 
     def close(self) -> None:
         for fd in list(self._splitters):

@@ -60,7 +60,7 @@ class MetaProcess:
         self.host = host
         self.spec = spec
         self.output = output
-        self.pipes = ChildPipes(host, self, self.event, self.output_line)
+        self.pipes = ChildPipes(host, self.event, self.output_line)
         self.pid: int | None = None
         self.connected = False
         self.stopping = False
@@ -117,9 +117,6 @@ class MetaProcess:
             self.host.meta_stopped()
         else:
             self.host.timers.call_later(RESPAWN_DELAY, self.start)
-
-    def pipe_data(self, fd: int, data: bytes) -> None:
-        self.pipes.data(fd, data)
 
     def output_line(self, stream: str, line: str) -> None:
         log_output(self.output, self.name, stream, line)

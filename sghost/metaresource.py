@@ -171,6 +171,7 @@ def run_meta(spec: ChildSpec, channel: events.EventWriter, inbound: int) -> int:
     # cgroup (systemd) must not end it first: presence False comes last.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     stopping = threading.Event()
     publisher = HealthPublisher(spec)
     bridge = RemoteBridge(channel)

@@ -23,6 +23,7 @@ import psutil
 
 from sghost import __version__, oslevel, systemd, zygote
 from sghost.broker import BrokerError, EmbeddedBroker
+from sghost.childpipes import ChildPipes
 from sghost.config import HostConfig, ManifestError, ResourceConfig
 from sghost.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.health import MetaProcess
@@ -60,7 +61,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.watchers: dict[str, Watcher] = {}
         self.started_at = time.monotonic()
-        self._pipe_owner: dict[int, Any] = {}
+        self._pipe_owner: dict[int, ChildPipes] = {}
         self._tokens: dict[int, Any] = {}
         self._pids: dict[int, Any] = {}
         self._next_token = 0
@@ -84,6 +85,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Start everything, serve until asked to stop, stop everything; return the exit code."""
+        self._install_signals()  # first: a SIGTERM during start-up must still stop cleanly
         for warning in self.config.warnings:
             log.warning("%s", warning)
         try:
@@ -96,7 +98,6 @@ class Supervisor:
             return EXIT_FAILURE
         self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry)
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
-        self._install_signals()
         self.health = MetaProcess(self, self._spec_for_host(), output_log)
         self.health.start()
         if self.config.remote_control:
@@ -133,7 +134,7 @@ class Supervisor:
             for key, _mask in self.selector.select(timeout):
                 kind, owner = key.data
                 if kind == "pipe":
-                    self._read_pipe(key.fd, owner)
+                    owner.read(key.fd)
                 elif kind == "zygote":
                     self._read_zygote()
                 elif kind == "signal":
@@ -284,23 +285,15 @@ class Supervisor:
         self._tokens[self._next_token] = owner
         zygote.send_packet(self._zygote_sock, {"op": "spawn", "token": self._next_token, "spec": spec}, fds)
 
-    def watch_pipes(self, owner: Any, fds: list[int]) -> None:
+    def watch_pipes(self, pipes: ChildPipes, fds: list[int]) -> None:
         for fd in fds:
-            self._pipe_owner[fd] = owner
-            self.selector.register(fd, selectors.EVENT_READ, ("pipe", owner))
+            self._pipe_owner[fd] = pipes
+            self.selector.register(fd, selectors.EVENT_READ, ("pipe", pipes))
 
     def unwatch_pipe(self, fd: int) -> None:
         if self._pipe_owner.pop(fd, None) is not None:
             self.selector.unregister(fd)
 
-    def _read_pipe(self, fd: int, watcher: Watcher) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        watcher.pipe_data(fd, data)
 
     def _read_zygote(self) -> None:
         assert self._zygote_sock is not None

@@ -13,7 +13,7 @@ import time
 from typing import Any, Protocol
 
 from sghost import events, oslevel
-from sghost.childpipes import ChildPipes, log_output
+from sghost.childpipes import ChildPipes, PipeHost, log_output
 from sghost.config import ResourceConfig
 from sghost.exitcodes import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
 from sghost.policy import Decision, RestartTracker
@@ -31,14 +31,12 @@ STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL)
 log = logging.getLogger("sghost")
 
 
-class Host(Protocol):
+class Host(PipeHost, Protocol):
     """What a watcher needs from the supervisor."""
 
     timers: Timers
 
     def spawn(self, watcher: Watcher, spec: ChildSpec, fds: list[int]) -> None: ...
-    def watch_pipes(self, owner: Any, fds: list[int]) -> None: ...
-    def unwatch_pipe(self, fd: int) -> None: ...
     def state_changed(self, watcher: Watcher) -> None: ...
     def capabilities_lost(self, watcher: Watcher, topics: list[str]) -> None: ...
     def broker_reachable(self) -> bool: ...
@@ -65,7 +63,7 @@ class Watcher:
         self.announced: list[str] = []
         self.last_heartbeat = 0.0
         self.connected = False
-        self.pipes = ChildPipes(host, self, self.event, self.output_line)
+        self.pipes = ChildPipes(host, self.event, self.output_line)
         self._timer: Timer | None = None
         self._stop_wanted = False
         self._restart_wanted = False
@@ -172,10 +170,6 @@ class Watcher:
         level, text = log_output(self.output, self.name, stream, line)
         if self.file_log is not None:
             self.file_log.log(level, "%s", text)
-
-    def pipe_data(self, fd: int, data: bytes) -> None:
-        """Bytes from one of the process's pipes; empty at end of stream."""
-        self.pipes.data(fd, data)
 
     def exited(self, status: int) -> None:
         ran_for = time.monotonic() - self.started_at

@@ -80,8 +80,12 @@ class Zygote:
         # A SIGTERM or SIGINT for the whole group or cgroup (Ctrl-C, systemd's
         # KillMode=control-group) is the supervisor's to act on: it stops the
         # resources in order. The zygote ends when the supervisor's socket closes.
-        for ignored in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for ignored in (signal.SIGINT, signal.SIGHUP):
             signal.signal(ignored, signal.SIG_IGN)
+        # SIGTERM is blocked, not ignored: a child inherits the mask, so a SIGTERM
+        # sent before it has installed its handler waits instead of being lost.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         oslevel.set_parent_death_signal(PARENT_DIED)
         self.selector.register(self.sock, selectors.EVENT_READ, "control")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
@@ -130,6 +134,10 @@ class Zygote:
             self._become_child(spec, fds)
         for fd in fds:
             os.close(fd)
+        # The child makes itself a group leader too; doing it here as well means the
+        # group exists before the supervisor hears of the pid and may signal it.
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
         self.children.add(pid)
         self._tell({"op": "spawned", "token": token, "pid": pid})
 
@@ -137,10 +145,11 @@ class Zygote:
         """In the forked child: detach from the zygote, wire the pipes, run the resource."""
         code = 1
         try:
-            os.setsid()
+            with contextlib.suppress(OSError):  # the zygote may have done it already
+                os.setpgid(0, 0)
             oslevel.set_parent_death_signal(signal.SIGKILL)
             signal.set_wakeup_fd(-1)
-            for inherited in (signal.SIGCHLD, signal.SIGHUP, PARENT_DIED, signal.SIGTERM):
+            for inherited in (signal.SIGCHLD, signal.SIGHUP, PARENT_DIED):
                 signal.signal(inherited, signal.SIG_DFL)
             self.selector.close()
             self.sock.close()

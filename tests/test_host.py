@@ -248,3 +248,15 @@ def test_sigterm_to_every_process_at_once_as_systemd_does_still_stops_in_order(
     assert wait_until(lambda: all_gone([process.pid for process in family]), 3)
     assert "meta-resource process ended" not in host.log()
     assert "the zygote" not in host.log()
+
+
+def test_sigterm_right_after_a_resource_started_still_stops_it_at_once(mosquitto, tmp_path) -> None:
+    """The stop signal may reach a resource before it has installed its handler: it must wait, not be lost."""
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(manifest_text(mosquitto, '[resources.early]\ntype = "echoer"\nstop_timeout = 5.0\n'))
+    for _ in range(5):
+        host = HostProcess(manifest).start()
+        host.wait_log("[early] started")
+        host.signal(signal.SIGTERM)
+        assert host.wait(15) == 0
+        assert "did not stop within" not in host.log(), host.log()
