@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -473,7 +474,10 @@ class App:
             self.logger.exception("Error while handling the connection to the broker")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._remember_connect_failure(f"cannot connect to {self.host}:{self.port}")
+        # paho calls this from inside its ``except OSError`` block: the error is still active.
+        error = sys.exc_info()[1]
+        detail = f": {error}" if error is not None else ""
+        self._remember_connect_failure(f"cannot connect to {self.host}:{self.port}{detail}")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         try:

@@ -175,3 +175,52 @@ def test_wrong_password_is_refused_with_a_clear_error(threaded: bool, password_b
             app.stop()
     assert "check username and password" in text
     assert app.last_connection_error == text and not app.is_connected
+
+
+@pytest.fixture(scope="module")
+def misnamed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MosquittoBroker, TlsFiles]]:
+    """A TLS broker on 127.0.0.1 whose certificate names only 'broker.example'."""
+    files = make_tls_files(tmp_path_factory.mktemp("misnamed"), server_names=("broker.example",))
+    broker = MosquittoBroker(extra_config=files.broker_config())
+    broker.start()
+    yield broker, files
+    broker.cleanup()
+
+
+def test_a_broker_certificate_for_another_name_is_refused(misnamed_broker: tuple[MosquittoBroker, TlsFiles]) -> None:
+    broker, files = misnamed_broker
+    resource = Resource("misnamed", broker.host, broker.port, certificate_directory=str(files.client_dir))
+    resource.start(use_threaded_networking=True)
+    try:
+        error = wait(lambda: resource.last_connection_error)
+        assert error is not None and "certificate verify failed" in error, error
+        assert not resource.is_connected
+    finally:
+        resource.stop()
+
+
+def test_tls_insecure_accepts_a_misnamed_but_trusted_broker(misnamed_broker: tuple[MosquittoBroker, TlsFiles]) -> None:
+    broker, files = misnamed_broker
+    resource = Resource("insecure", broker.host, broker.port, certificate_directory=str(files.client_dir))
+    resource.tls_insecure = True
+    resource.start(use_threaded_networking=True)
+    try:
+        assert wait(lambda: resource.is_connected), resource.last_connection_error
+    finally:
+        resource.stop()
+
+
+def test_tls_insecure_still_refuses_a_broker_from_another_ca(
+    misnamed_broker: tuple[MosquittoBroker, TlsFiles], tmp_path: Path
+) -> None:
+    broker, _files = misnamed_broker
+    stranger = make_tls_files(tmp_path / "stranger")
+    resource = Resource("stranger", broker.host, broker.port, certificate_directory=str(stranger.client_dir))
+    resource.tls_insecure = True
+    resource.start(use_threaded_networking=True)
+    try:
+        error = wait(lambda: resource.last_connection_error)
+        assert error is not None and "certificate verify failed" in error, error
+        assert not resource.is_connected
+    finally:
+        resource.stop()

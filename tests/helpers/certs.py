@@ -37,6 +37,13 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.write_bytes(
         key.private_bytes(
@@ -70,8 +77,8 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """Write a CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+def make_tls_files(directory: Path, server_names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> TlsFiles:
+    """Write a CA, a server certificate for ``server_names`` and a client certificate."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("sgframework test CA")
     now = datetime.datetime.now(datetime.UTC)
@@ -101,7 +108,7 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    san = x509.SubjectAlternativeName([_general_name(name) for name in server_names])
     server_cert, server_key = _issue("localhost", ca_key, ca_name, ExtendedKeyUsageOID.SERVER_AUTH, san)
     client_cert, client_key = _issue("sgclient", ca_key, ca_name, ExtendedKeyUsageOID.CLIENT_AUTH, None)
 
