@@ -375,28 +375,10 @@ class App:
         return client
 
     def _create_tls_context(self) -> ssl.SSLContext:
-        directory = str(self.certificate_directory)
-        paths = [os.path.join(directory, name) for name in (self.CA_CERTS, self.CERTFILE, self.KEYFILE)]
-        for path in paths:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"Certificate file not found: {path} (certificate_directory must hold "
-                    f"{self.CA_CERTS}, {self.CERTFILE} and {self.KEYFILE})"
-                )
-        ca_certs, certfile, keyfile = paths
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_certs)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.tls_version in _LEGACY_TLS_VERSIONS:
-            self.logger.warning(
-                "tls_version %r is obsolete and refused by current brokers; using TLS 1.2 or newer",
-                self.tls_version,
-            )
-        elif self.tls_version == getattr(ssl, "PROTOCOL_TLSv1_2", None):
-            context.maximum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(certfile, keyfile)
-        if self.tls_insecure:
-            context.check_hostname = False
-        return context
+        return create_tls_context(
+            str(self.certificate_directory), self.tls_version, self.tls_insecure, self.logger,
+            (self.CA_CERTS, self.CERTFILE, self.KEYFILE),
+        )
 
     def _connect_async(self, client: mqtt.Client) -> None:
         client.connect_async(self.host, self.port, int(self.keepalive), **self._connect_options())
@@ -789,6 +771,40 @@ class _PahoNoiseFilter(logging.Filter):
 
 
 _PAHO_NOISE = _PahoNoiseFilter()
+
+
+def create_tls_context(
+    certificate_directory: str,
+    tls_version: int = ssl.PROTOCOL_TLS_CLIENT,
+    insecure: bool = False,
+    logger: logging.Logger | None = None,
+    file_names: tuple[str, str, str] = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE),
+) -> ssl.SSLContext:
+    """A client context for mutual TLS 1.2+ with the CA, certificate and key in ``certificate_directory``.
+
+    ``insecure`` skips the check that the broker's certificate names the host;
+    the chain is still verified. A missing file raises ``FileNotFoundError`` naming it.
+    """
+    paths = [os.path.join(certificate_directory, name) for name in file_names]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Certificate file not found: {path} (certificate_directory must hold {', '.join(file_names[:2])} "
+                f"and {file_names[2]})"
+            )
+    ca_certs, certfile, keyfile = paths
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_certs)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls_version in _LEGACY_TLS_VERSIONS:
+        (logger or logging.getLogger("sgframework")).warning(
+            "tls_version %r is obsolete and refused by current brokers; using TLS 1.2 or newer", tls_version
+        )
+    elif tls_version == getattr(ssl, "PROTOCOL_TLSv1_2", None):
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    if insecure:
+        context.check_hostname = False
+    return context
 
 
 def _parse_port(port: int | str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sghost import __version__
 from sghost.certs import add_certs_parser
-from sghost.config import HostConfig, ManifestError, load_manifest
+from sghost.config import BrokerConfig, HostConfig, ManifestError, load_manifest
 from sghost.plugins import PluginRegistry, format_plugins
 
 DEFAULT_MANIFEST = "hostconfig.toml"
@@ -121,6 +121,7 @@ def _fleet_status(args: argparse.Namespace) -> int:
 
     from sghost.fleet import FleetError, collect_fleet, format_fleet, parse_broker
 
+    credentials: dict[str, Any] = {}
     if args.broker:
         try:
             host, port = parse_broker(args.broker)
@@ -134,9 +135,10 @@ def _fleet_status(args: argparse.Namespace) -> int:
             print(f"sghost status --all: give --broker HOST[:PORT], or a valid manifest:\n{error}", file=sys.stderr)
             return EXIT_CONFIG
         host, port = broker.host, broker.port
+        credentials = _broker_credentials(broker)
     try:
-        fleet = collect_fleet(host, port, timeout=args.timeout)
-    except FleetError as error:
+        fleet = collect_fleet(host, port, timeout=args.timeout, **credentials)
+    except (FleetError, OSError) as error:
         print(f"sghost status --all: {error}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
@@ -147,6 +149,16 @@ def _fleet_status(args: argparse.Namespace) -> int:
         print(f"sghost status --all: no sghost host publishes health on {host}:{port}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _broker_credentials(broker: BrokerConfig) -> dict[str, Any]:
+    """The manifest's TLS identity and password, for a client of the host's broker."""
+    credentials: dict[str, Any] = {"username": broker.username, "password": broker.read_password()}
+    if broker.certificate_directory is not None:
+        from sgframework.framework import create_tls_context
+
+        credentials["tls_context"] = create_tls_context(str(broker.certificate_directory), insecure=broker.tls_insecure)
+    return credentials
 
 
 def _control(args: argparse.Namespace) -> int:

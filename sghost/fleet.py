@@ -9,6 +9,7 @@ A host is a meta-resource with a retained ``data/<host>/health`` JSON document
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -113,8 +114,18 @@ class _Collector:
         return self.subscribed_at is not None and now - self.last_message >= QUIET
 
 
-def collect_fleet(host: str, port: int = DEFAULT_PORT, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+def collect_fleet(
+    host: str,
+    port: int = DEFAULT_PORT,
+    timeout: float = 5.0,
+    tls_context: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> dict[str, dict[str, Any]]:
     """Every sghost host whose retained health the broker at ``host:port`` holds.
+
+    ``tls_context``, ``username`` and ``password`` are for a broker that wants them
+    (``sghost status --all`` takes them from the manifest's ``[broker]``).
 
     Returns ``{host_name: {"presence": "True" | "False" | None, "health": dict}}``;
     only names with a health document count (a plain resource's presence is not a host).
@@ -128,6 +139,10 @@ def collect_fleet(host: str, port: int = DEFAULT_PORT, timeout: float = 5.0) -> 
     client.on_subscribe = collector.on_subscribe
     client.on_message = collector.on_message
     client.connect_timeout = timeout
+    if tls_context is not None:
+        client.tls_set_context(tls_context)
+    if username is not None:
+        client.username_pw_set(username, password)
     deadline = time.monotonic() + timeout
     try:
         client.connect(host, port, keepalive=max(5, int(timeout) + 5))

@@ -244,6 +244,19 @@ def test_each_resource_connects_with_its_own_certificate(
     secrets = key_lines(*(site / "certs" / name for name in ("alpha", "beta", HOST)))
     assert_no_secret(secrets, log=host.log(), health=health_text(operator), status=raw_status)
 
+    # An operator's fleet view connects with the TLS identity of its own manifest's [broker].
+    viewer = site / "operator-view.toml"
+    viewer.write_text(
+        f'[host]\nname = "viewer"\n[broker]\nhost = "127.0.0.1"\nport = {tls_broker.port}\n'
+        'certificate_directory = "certs/operator"\n'
+    )
+    fleet = run_cli("status", "--all", "-c", str(viewer))
+    assert fleet.returncode == 0, fleet.stderr
+    assert HOST in fleet.stdout and "alpha" in fleet.stdout and "beta" in fleet.stdout
+    plain = run_cli("status", "--all", "--broker", f"127.0.0.1:{tls_broker.port}", "--timeout", "2")
+    assert plain.returncode == 1
+    assert "sghost status --all:" in plain.stderr
+
 
 def test_a_client_with_one_identity_cannot_publish_as_another(
     tls_broker: MosquittoBroker, site: Path, operator: Recorder, clients: list[Any]
