@@ -486,7 +486,10 @@ def _read_broker(problems: _Problems, table: Mapping[str, Any]) -> BrokerConfig:
             + " (the embedded broker listens on loopback only)",
         )
     if broker.tls_insecure:
-        problems.warn("broker.tls_insecure", "true: the broker's certificate is not verified; use it only for testing")
+        problems.warn(
+            "broker.tls_insecure",
+            "true: the broker's certificate is not checked against the host name; use it only for testing",
+        )
     return broker
 
 
@@ -727,7 +730,7 @@ _EXAMPLE = """\
 # qos = 1                       # 0..2
 # keepalive = 10                # seconds
 # protocol = "MQTTv311"         # "MQTTv31" | "MQTTv311" | "MQTTv5"
-# tls_insecure = false          # true: do not verify the broker's certificate (testing only)
+# tls_insecure = false          # true: do not check that the broker's certificate names host (testing only)
 
 [defaults]                      # restart policy for every resource; each may override under its own table
 # restart = "always"            # "always" | "on-failure" | "never"

@@ -226,8 +226,8 @@ def test_tls_insecure_is_a_warning(tmp_path: Path) -> None:
     config = load_manifest(write(tmp_path, "[broker]\ntls_insecure = true\n"))
     assert config.broker.tls_insecure is True
     assert config.warnings == (
-        f"{tmp_path / 'hostconfig.toml'}: broker.tls_insecure: true: the broker's certificate is not verified; "
-        "use it only for testing",
+        f"{tmp_path / 'hostconfig.toml'}: broker.tls_insecure: true: the broker's certificate is not checked "
+        "against the host name; use it only for testing",
     )
 
 
