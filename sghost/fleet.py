@@ -21,8 +21,10 @@ from sghost.statusview import NONE, format_error, format_pid, format_table
 
 HEALTH_TOPIC = "data/+/health"
 PRESENCE_TOPIC = "resourceavailable/+/presence"
-QUIET = 0.3
-"""Seconds without a new message, after the subscription is acknowledged, that end the collection."""
+END_MARKER_TOPIC = "sghost/fleet/end-of-retained"
+"""Subscribed to after the health and presence filters: its acknowledgement marks the end of their retained messages."""
+SETTLE = 0.1
+"""Seconds without a new message, after the end marker, before the collection ends (for brokers that reorder)."""
 DEFAULT_PORT = 1883
 FLEET_COLUMNS = ("HOST", "PRESENCE", "RESOURCE", "STATE", "PID", "RESTARTS", "LAST ERROR")
 
@@ -75,26 +77,41 @@ def _health(payload: bytes) -> dict[str, Any] | None:
 
 
 class _Collector:
-    """Callbacks of the collecting client; all state lives here."""
+    """Callbacks of the collecting client; all state lives here.
+
+    The retained messages of a subscription follow its SUBACK. A broker handles a
+    client's packets in order, so once a second SUBSCRIBE (the end marker) is
+    acknowledged, every retained health and presence message has been sent
+    before it. Both are subscribed with QoS 0 so that no in-flight window holds
+    retained messages back behind that acknowledgement.
+    """
 
     def __init__(self) -> None:
         self.health: dict[str, dict[str, Any]] = {}
         self.presence: dict[str, str] = {}
         self.connect_error: str | None = None
-        self.subscribed_at: float | None = None
+        self.subscribed = False
+        self.marker_mid: int | None = None
+        self.marker_acked_at: float | None = None
         self.last_message = 0.0
 
     def on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
         if reason.is_failure:
             self.connect_error = f"the broker refused the connection: {reason}"
             return
-        client.subscribe([(HEALTH_TOPIC, 1), (PRESENCE_TOPIC, 1)])
+        client.subscribe([(HEALTH_TOPIC, 0), (PRESENCE_TOPIC, 0)])
 
     def on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, props: object) -> None:
+        if mid == self.marker_mid:
+            # The marker's own outcome does not matter: an ACL may refuse it.
+            self.marker_acked_at = self.last_message = time.monotonic()
+            return
         failed = [str(code) for code in reasons if code.is_failure]
         if failed:
             self.connect_error = f"the broker refused the subscription: {', '.join(failed)}"
-        self.subscribed_at = self.last_message = time.monotonic()
+            return
+        self.subscribed = True
+        _, self.marker_mid = client.subscribe(END_MARKER_TOPIC, 0)
 
     def on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.last_message = time.monotonic()
@@ -111,7 +128,7 @@ class _Collector:
             self.presence[name] = message.payload.decode("utf-8", errors="replace")
 
     def done(self, now: float) -> bool:
-        return self.subscribed_at is not None and now - self.last_message >= QUIET
+        return self.marker_acked_at is not None and now - self.last_message >= SETTLE
 
 
 def collect_fleet(
@@ -129,9 +146,10 @@ def collect_fleet(
 
     Returns ``{host_name: {"presence": "True" | "False" | None, "health": dict}}``;
     only names with a health document count (a plain resource's presence is not a host).
-    Collection stops once no message arrived for 0.3 s after the subscription
-    was acknowledged, or after ``timeout`` seconds. Raises FleetError when the
-    broker cannot be reached, refuses, or does not acknowledge within ``timeout``.
+    Collection ends once the broker has sent every retained message of the
+    subscription (see :class:`_Collector`), or after ``timeout`` seconds. Raises
+    FleetError when the broker cannot be reached, refuses, or does not
+    acknowledge the subscription within ``timeout``.
     """
     collector = _Collector()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
@@ -149,19 +167,8 @@ def collect_fleet(
     except (OSError, ValueError) as error:
         raise FleetError(f"cannot connect to the broker {host}:{port}: {error}") from None
     try:
-        while True:
-            now = time.monotonic()
-            if collector.connect_error is not None:
-                raise FleetError(f"{host}:{port}: {collector.connect_error}")
-            if collector.done(now) or now >= deadline:
-                break
-            wait = min(deadline - now, QUIET if collector.subscribed_at is None else QUIET / 3)
-            code = client.loop(timeout=max(0.01, wait))
-            if collector.connect_error is not None:
-                raise FleetError(f"{host}:{port}: {collector.connect_error}")
-            if code != mqtt.MQTT_ERR_SUCCESS:
-                raise FleetError(f"lost the connection to the broker {host}:{port}: {mqtt.error_string(code)}")
-        if collector.subscribed_at is None:
+        _collect(client, collector, deadline, f"{host}:{port}")
+        if not collector.subscribed:
             raise FleetError(f"the broker {host}:{port} did not answer within {timeout} s")
     finally:
         client.disconnect()
@@ -169,6 +176,19 @@ def collect_fleet(
         name: {"presence": collector.presence.get(name), "health": document}
         for name, document in sorted(collector.health.items())
     }
+
+
+def _collect(client: mqtt.Client, collector: _Collector, deadline: float, where: str) -> None:
+    """Run the client's loop until the collector is done or the deadline passes."""
+    while True:
+        code = client.loop(timeout=max(0.01, min(deadline - time.monotonic(), SETTLE / 2)))
+        if collector.connect_error is not None:
+            raise FleetError(f"{where}: {collector.connect_error}")
+        if code != mqtt.MQTT_ERR_SUCCESS:
+            raise FleetError(f"lost the connection to the broker {where}: {mqtt.error_string(code)}")
+        now = time.monotonic()
+        if collector.done(now) or now >= deadline:
+            return
 
 
 def _presence(value: str | None) -> str:
