@@ -49,7 +49,7 @@ class MetaHost(PipeHost, Protocol):
 
     def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None: ...
     def command(self, op: str, name: str) -> tuple[bool, str]: ...
-    def meta_restarted(self) -> None: ...
+    def meta_spawned(self, restarted: bool) -> None: ...
     def meta_stopped(self) -> None: ...
 
 
@@ -93,8 +93,7 @@ class MetaProcess:
 
     def spawned(self, pid: int) -> None:
         self.pid = pid
-        if self._spawns > 1:
-            self.host.meta_restarted()
+        self.host.meta_spawned(restarted=self._spawns > 1)
         if self.stopping:
             self._send({"op": "stop"})
 
@@ -163,7 +162,7 @@ class MetaProcess:
     def _send(self, message: dict[str, Any]) -> None:
         fd = self.pipes.inbound
         if fd is None:
-            return  # between a crash and the respawn; meta_restarted() sends everything again
+            return  # between a crash and the respawn; meta_spawned() sends everything again
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
         try:
             while data:

@@ -40,6 +40,9 @@ COMMANDS = ("start", "stop", "restart")
 META_STOP_TIMEOUT = 5.0
 STATE_FIELDS = ("state", "restarts", "pid", "error")
 """Published the moment they change; cpu, memory and uptime every health_interval."""
+DOCUMENT_DELAY = 0.05
+"""Seconds by which state changes are gathered into one new ``health`` document."""
+SAMPLED_FIELDS = ("uptime", "cpu", "memory")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 
@@ -78,6 +81,8 @@ class Supervisor:
         self._processes: dict[int, psutil.Process] = {}
         self._next_health = 0.0
         self._next_memory_check = 0.0
+        self._document: dict[str, Any] | None = None
+        self._document_due = False
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
 
@@ -108,6 +113,8 @@ class Supervisor:
             "sghost %s: host %r, %d resource(s), broker %s:%s",
             __version__, self.config.name, len(self.watchers), self._address.host, self._address.port,
         )
+        self._publish_all()
+        self._next_health = time.monotonic() + self.config.health_interval
         self.timers.call_later(TICK, self._tick)
         self._start_systemd_watchdog()
         systemd.ready(f"{len(self.watchers)} resource(s)")
@@ -169,8 +176,11 @@ class Supervisor:
         """The meta-resource has published presence False and ended: the stop is complete."""
         self._done = True
 
-    def meta_restarted(self) -> None:
-        """A new meta-resource process knows nothing yet: send it every state."""
+    def meta_spawned(self, restarted: bool) -> None:
+        """The meta-resource process has its pid; a restarted one knows nothing yet: send it every state."""
+        if not restarted:
+            self._publish_document_soon()  # the document now has a meta_pid
+            return
         for watcher in self.watchers.values():
             self.state_changed(watcher)
         self._publish_all()
@@ -461,6 +471,39 @@ class Supervisor:
             return
         fields = health_fields(self.resource_snapshot(watcher, with_stats=False))
         self.health.update(watcher.name, {key: fields[key] for key in STATE_FIELDS})
+        self._publish_document_soon()
+
+    def _publish_document_soon(self) -> None:
+        """Gather the state changes of the next moment into one new ``health`` document."""
+        if not self._document_due:
+            self._document_due = True
+            self.timers.call_later(DOCUMENT_DELAY, self._publish_document)
+
+    def _publish_document(self) -> None:
+        """Publish the last document with current states; CPU and memory stay as last sampled.
+
+        Sampling here would shorten psutil's CPU window to the time since the
+        last state change, so only ``_publish_all`` samples.
+        """
+        self._document_due = False
+        if self.health is None or self._document is None:
+            return
+        sampled = self._document["resources"]
+        resources = {}
+        for name, watcher in self.watchers.items():
+            values = self.resource_snapshot(watcher, with_stats=False)
+            before = sampled.get(name)
+            if before is not None and before["pid"] == values["pid"] and values["pid"] is not None:
+                values.update({key: before[key] for key in SAMPLED_FIELDS})
+            resources[name] = values
+        document = {
+            **self._document,
+            "meta_pid": self.health.pid,
+            "broker_connected": self.broker_reachable(),
+            "resources": resources,
+        }
+        self._document = document
+        self.health.publish_health(document)
 
     def capabilities_lost(self, watcher: Watcher, topics: list[str]) -> None:
         if self.health is not None:
@@ -541,6 +584,7 @@ class Supervisor:
             values.update({key: shown[key] for key in ("uptime", "cpu", "memory")})
         for key in ("uptime", "cpu", "memory", "memory_available_mb"):
             document[key] = self.health.report(f"host.{key}", document[key])
+        self._document = document
         self.health.publish_health(document)
 
 

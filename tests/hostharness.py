@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from sghost.broker import MosquittoBroker
+from sghost.testing import Recorder
 
 PLUGIN_DIR = Path(__file__).parent / "plugins"
 
@@ -36,6 +37,21 @@ def manifest_text(
         f"[defaults]\nbackoff_initial = 0.2\nbackoff_max = 1.0\nstop_timeout = 3.0\n{defaults}\n"
         f"{resources}\n"
     )
+
+
+def resource_pid(recorder: Recorder, host: str, resource: str, other_than: int | None = None,
+                 timeout: float = 10.0) -> int:
+    """The pid the host's health shows for ``resource``, once it shows a real one (not 0, not ``other_than``)."""
+    topic = f"data/{host}/{resource}_pid"
+
+    def current() -> int | None:
+        value = recorder.latest(topic) or ""
+        pid = int(value) if value.isdigit() else 0
+        return pid if pid > 0 and pid != other_than else None
+
+    pid = recorder.wait_until(current, timeout)
+    assert pid, f"no pid (other than {other_than}) on {topic}; seen: {[m.payload for m in recorder.on(topic)]}"
+    return int(pid)  # type: ignore[call-overload]
 
 
 def sghost_env(extra_plugins: str = "sghost_test_plugins") -> dict[str, str]:

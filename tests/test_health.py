@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 
-from hostharness import HostProcess, manifest_text
+from hostharness import HostProcess, manifest_text, resource_pid
 from sghost.testing import Received, Recorder
 
 
@@ -18,6 +18,17 @@ def wait_prefix(recorder: Recorder, topic: str, prefix: str, timeout: float) -> 
     )
     assert found, f"no {prefix!r}... on {topic}; seen: {[m.payload for m in recorder.on(topic)]}"
     return found  # type: ignore[return-value]
+
+
+def health_document(recorder: Recorder, host: str) -> dict:
+    """The latest ``data/<host>/health`` document the recorder saw, or ``{}``."""
+    return json.loads(recorder.latest(f"data/{host}/health") or "{}")
+
+
+def health_states(recorder: Recorder, host: str) -> dict[str, str]:
+    """Each resource's state in the latest health document."""
+    resources = health_document(recorder, host).get("resources", {})
+    return {name: values["state"] for name, values in resources.items()}
 
 
 TWO = '[resources.one]\ntype = "echoer"\n[resources.two]\ntype = "counter"\n'
@@ -32,7 +43,7 @@ def test_health_topics_are_retained_for_a_late_subscriber(mosquitto, host_factor
     try:
         watcher.wait_for("data/gw1/one_state", "running", timeout=10)
         watcher.wait_for("data/gw1/two_uptime", timeout=5)
-        watcher.wait_for("data/gw1/health", timeout=5)
+        assert watcher.wait_until(lambda: health_states(watcher, "gw1") == {"one": "running", "two": "running"}, 5)
         late = Recorder(mosquitto.host, mosquitto.port, "#").start()
         try:
             for field in ("state", "restarts", "pid", "uptime", "cpu", "memory", "error"):
@@ -51,6 +62,29 @@ def test_health_topics_are_retained_for_a_late_subscriber(mosquitto, host_factor
             late.stop()
     finally:
         watcher.stop()
+
+
+def test_the_health_document_follows_state_changes_without_waiting_for_the_interval(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    text = manifest_text(mosquitto, TWO, host="gw12").replace("health_interval = 1.0", "health_interval = 3600")
+    host_factory(text)
+    assert recorder.wait_until(lambda: health_states(recorder, "gw12") == {"one": "running", "two": "running"}, 10), (
+        f"health document: {recorder.latest('data/gw12/health')}"
+    )
+    document = health_document(recorder, "gw12")
+    assert isinstance(document["meta_pid"], int)
+    one_pid = document["resources"]["one"]["pid"]
+    os.kill(one_pid, signal.SIGKILL)
+
+    def restarted() -> dict | None:
+        one = health_document(recorder, "gw12")["resources"]["one"]
+        return one if one["restarts"] == 1 and one["state"] == "running" and one["pid"] != one_pid else None
+
+    one = recorder.wait_until(restarted, 10)
+    assert one, f"health document: {recorder.latest('data/gw12/health')}"
+    assert one["error"] == "killed by SIGKILL"
 
 
 def test_clean_stop_reports_stopped_then_host_presence_false(mosquitto, mqtt_recorder, host_factory) -> None:
@@ -101,8 +135,8 @@ def test_reload_keeps_untouched_pids_and_applies_changes(mosquitto, mqtt_recorde
     host = host_factory(manifest_text(mosquitto, base, host="gw5"))
     for name in ("keep", "change", "drop"):
         recorder.wait_for(f"data/gw5/{name}_state", "running", timeout=10)
-    keep_pid = recorder.latest("data/gw5/keep_pid")
-    change_pid = recorder.latest("data/gw5/change_pid")
+    keep_pid = resource_pid(recorder, "gw5", "keep")
+    change_pid = resource_pid(recorder, "gw5", "change")
     changed = (
         '[resources.keep]\ntype = "echoer"\n[resources.change]\ntype = "counter"\n'
         "[resources.change.settings]\ninterval = 0.5\n[resources.new]\ntype = \"echoer\"\n"
@@ -112,9 +146,8 @@ def test_reload_keeps_untouched_pids_and_applies_changes(mosquitto, mqtt_recorde
     recorder.wait_for("data/gw5/new_state", "running", timeout=10)
     recorder.wait_for("data/gw5/drop_state", "", timeout=10)
     recorder.wait_for("dataavailable/gw5/drop_state", "", timeout=5)
-    recorder.wait_until(lambda: recorder.latest("data/gw5/change_pid") not in (change_pid, "0"), 10)
-    assert recorder.latest("data/gw5/change_pid") not in (change_pid, "0")
-    assert recorder.latest("data/gw5/keep_pid") == keep_pid, "an untouched resource keeps its process"
+    resource_pid(recorder, "gw5", "change", other_than=change_pid)
+    assert recorder.latest("data/gw5/keep_pid") == str(keep_pid), "an untouched resource keeps its process"
     host.wait_log("1 added, 1 removed, 1 restarted, 1 untouched")
 
 
@@ -123,7 +156,7 @@ def test_bad_manifest_on_reload_changes_nothing(mosquitto, mqtt_recorder, host_f
     host = host_factory(manifest_text(mosquitto, '[resources.keep]\ntype = "echoer"\n', host="gw6"))
     recorder.wait_for("data/gw6/keep_state", "running", timeout=10)
     recorder.wait_for("resourceavailable/keep/presence", "True")
-    pid = recorder.latest("data/gw6/keep_pid")
+    pid = resource_pid(recorder, "gw6", "keep")
     (tmp_path / "hostconfig.toml").write_text(
         manifest_text(mosquitto, '[resources.keep]\ntype = "echoer"\nrestart = "sometimes"\n', host="gw6")
     )
@@ -132,7 +165,7 @@ def test_bad_manifest_on_reload_changes_nothing(mosquitto, mqtt_recorder, host_f
     host.wait_log('resources.keep.restart: "sometimes" is not a restart policy')
     recorder.publish("command/keep/ping", "alive")
     recorder.wait_for("data/keep/ping", "alive")
-    assert recorder.latest("data/gw6/keep_pid") == pid
+    assert recorder.latest("data/gw6/keep_pid") == str(pid)
 
 
 def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> None:
@@ -205,8 +238,8 @@ def test_a_killed_meta_resource_process_is_restarted_and_republishes(mosquitto, 
     recorder: Recorder = mqtt_recorder(mosquitto)
     host_factory(manifest_text(mosquitto, TWO, host="gw10"))
     recorder.wait_for("data/gw10/one_state", "running", timeout=10)
-    recorder.wait_until(lambda: '"meta_pid":' in (recorder.latest("data/gw10/health") or ""), 5)
-    meta_pid = json.loads(recorder.latest("data/gw10/health") or "{}")["meta_pid"]
+    meta_pid = recorder.wait_until(lambda: health_document(recorder, "gw10").get("meta_pid"), 5)
+    assert isinstance(meta_pid, int), f"no meta_pid in {recorder.latest('data/gw10/health')}"
     os.kill(meta_pid, signal.SIGKILL)
     gone = recorder.wait_for("resourceavailable/gw10/presence", "False", timeout=5)
     recorder.wait_for("resourceavailable/gw10/presence", "True", after=gone.at, timeout=10)

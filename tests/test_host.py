@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-from hostharness import HostProcess, all_gone, manifest_text, wait_until
+from hostharness import HostProcess, all_gone, manifest_text, resource_pid, wait_until
 from sghost.broker import MosquittoBroker
 from sghost.testing import Received, Recorder
 
@@ -58,8 +58,8 @@ def test_sigkilled_resource_is_restarted_and_its_capabilities_go_false_then_true
     host = host_factory(manifest_text(mosquitto, THREE))
     recorder.wait_for("data/sghost/alpha_state", "running", timeout=10)
     first = recorder.wait_for("resourceavailable/alpha/presence", "True")
-    pid = int(recorder.wait_until(lambda: _positive(recorder.latest("data/sghost/alpha_pid")), 5))
-    beta_pid = int(recorder.wait_until(lambda: _positive(recorder.latest("data/sghost/beta_pid")), 5))
+    pid = resource_pid(recorder, "sghost", "alpha")
+    beta_pid = resource_pid(recorder, "sghost", "beta")
     psutil.Process(pid).kill()
     lost = recorder.wait_for("commandavailable/alpha/ping", "False", after=first.at)
     recorder.wait_for("resourceavailable/alpha/presence", "False", after=first.at)
@@ -67,8 +67,7 @@ def test_sigkilled_resource_is_restarted_and_its_capabilities_go_false_then_true
     recorder.wait_for("resourceavailable/alpha/presence", "True", after=lost.at)
     recorder.wait_for("data/sghost/alpha_restarts", "1")
     recorder.wait_for("data/sghost/alpha_error", "killed by SIGKILL")
-    new_pid = recorder.wait_until(lambda: _positive(recorder.latest("data/sghost/alpha_pid")) not in (None, pid), 5)
-    assert new_pid, "the restarted resource has a new pid"
+    resource_pid(recorder, "sghost", "alpha", other_than=pid)  # the restarted resource has a new pid
     assert psutil.pid_exists(beta_pid), "the other resources are untouched"
     host.wait_log("[alpha] pid")
 
@@ -175,10 +174,6 @@ def test_broker_down_at_start_resources_come_up_when_it_appears(fresh_mosquitto,
             recorder.stop()
     finally:
         host.stop()
-
-
-def _positive(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 
 def test_stop_timeout_kills_a_resource_that_ignores_sigterm(mosquitto, mqtt_recorder, host_factory) -> None:

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hostharness import HostProcess, manifest_text, run_cli
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost import certs
 from sghost.broker import MosquittoBroker, own_user_line
@@ -186,13 +186,6 @@ def assert_no_secret(secrets: list[str], **outputs: str) -> None:
             assert secret not in text and secret not in flat, f"a secret appears in {where}"
 
 
-def latest_pid(recorder: Recorder, name: str) -> int:
-    """The pid the host's health shows for resource ``name``, once it shows one."""
-    topic = f"data/{HOST}/{name}_pid"
-    assert recorder.wait_until(lambda: (recorder.latest(topic) or "0") != "0", 5), f"no pid on {topic}"
-    return int(recorder.latest(topic) or 0)
-
-
 def health_text(recorder: Recorder) -> str:
     return "\n".join(f"{m.topic} {m.payload}" for m in recorder.messages if m.topic.startswith(f"data/{HOST}/"))
 
@@ -235,7 +228,7 @@ def test_each_resource_connects_with_its_own_certificate(
 
     # The meta-resource's deliberate privilege: it marks a dead resource's capabilities False.
     first = operator.wait_for("commandavailable/beta/ping", "True")
-    psutil.Process(latest_pid(operator, "beta")).kill()
+    psutil.Process(resource_pid(operator, HOST, "beta")).kill()
     operator.wait_for("commandavailable/beta/ping", "False", after=first.at)
     operator.wait_for("commandavailable/beta/ping", "True", after=first.at, timeout=10)
 
@@ -343,7 +336,7 @@ def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_of
 
     # zeta connects, then loses its key (a botched rotation) and is killed: its restarts cannot connect.
     operator.wait_for("resourceavailable/zeta/presence", "True", timeout=10)
-    zeta_pid = latest_pid(operator, "zeta")
+    zeta_pid = resource_pid(operator, HOST, "zeta")
     (site / "certs" / "zeta" / constants.KEYFILE).unlink()
     psutil.Process(zeta_pid).kill()
 
