@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import threading
-import time
 
 from hostharness import HostProcess, manifest_text, resource_pid
 from sghost.testing import Received, Recorder
@@ -274,10 +273,11 @@ def test_a_resource_added_back_while_still_stopping_restarts_after_the_old_proce
     manifest.write_text(manifest_text(mosquitto, slow, host="gw11"))
     host.signal(signal.SIGHUP)
     host.wait_log("1 added, 0 removed")
-    host.wait_log("did not stop within 2 s: SIGKILL")
-    killed = time.monotonic()
-    recorder.wait_for("data/gw11/slow_state", "running", after=killed, timeout=10)
+    killed = host.wait_log("did not stop within 2 s: SIGKILL")
+    restarting = recorder.wait_for("data/gw11/slow_state", "starting", after=stopping.at, timeout=10)
+    recorder.wait_for("data/gw11/slow_state", "running", after=restarting.at, timeout=10)
+    started = host.wait_log("[slow] started", count=2)
+    assert host.lines.index(killed) < host.lines.index(started), "the new process starts after the old one is gone"
     present = recorder.wait_until(lambda: recorder.latest("resourceavailable/slow/presence") == "True", 5)
     assert present, "the old process's will must not outlive the new process's presence (old killed first)"
-    assert stopping.at < killed
     assert recorder.on("dataavailable/gw11/slow_state")[-1].payload == "True", "its health topics were not cleared"
