@@ -32,6 +32,7 @@ def test_taxi_sign_example_runs_as_written(
     for name in ("taxisign_resource.py", "taxisign_app.py"):
         (tmp_path / name).write_text(example(name))
     env = {**os.environ, "SG_BROKER_HOST": mosquitto.host, "SG_BROKER_PORT": str(mosquitto.port)}
+    env["PYTHONFAULTHANDLER"] = "1"
     recorder = mqtt_recorder(mosquitto)
     resource = subprocess.Popen(
         [sys.executable, "taxisign_resource.py"],
@@ -51,7 +52,12 @@ def test_taxi_sign_example_runs_as_written(
         assert app.returncode == 0, app.stderr
         assert app.stdout.splitlines() == ["Taxi sign state is now True", "Taxi sign state is now False"]
         resource.send_signal(signal.SIGINT)  # Ctrl-C: the example stops cleanly
-        out, err = resource.communicate(timeout=10)
+        try:
+            out, err = resource.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            resource.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to stderr
+            out, err = resource.communicate(timeout=10)
+            pytest.fail(f"the example did not stop on Ctrl-C within 10 s; its stacks:\n{err[-6000:]}")
     finally:
         if resource.poll() is None:
             resource.kill()
