@@ -26,6 +26,13 @@ def example(filename: str) -> str:
     return found[0]
 
 
+def signal_dispositions(pid: int) -> str:
+    """The signal lines of /proc/<pid>/status: which signals the process blocks, ignores, catches, has pending."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    wanted = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    return ", ".join(line.replace("\t", " ") for line in lines if line.startswith(wanted))
+
+
 def test_taxi_sign_example_runs_as_written(
     tmp_path: Path, mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
 ) -> None:
@@ -55,9 +62,10 @@ def test_taxi_sign_example_runs_as_written(
         try:
             out, err = resource.communicate(timeout=10)
         except subprocess.TimeoutExpired:
+            signals = signal_dispositions(resource.pid)
             resource.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to stderr
             out, err = resource.communicate(timeout=10)
-            pytest.fail(f"the example did not stop on Ctrl-C within 10 s; its stacks:\n{err[-6000:]}")
+            pytest.fail(f"the example did not stop on Ctrl-C within 10 s ({signals}); its stacks:\n{err[-6000:]}")
     finally:
         if resource.poll() is None:
             resource.kill()
