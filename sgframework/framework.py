@@ -90,15 +90,17 @@ class _ReadyTracker:
         with self._lock:
             self._pending.add(mid)
 
-    def done(self, mid: int) -> None:
+    def done(self, mid: int) -> bool:
+        """An acknowledgement arrived; True if it completed the connection."""
         with self._lock:
             self._pending.discard(mid)
-            self._set_if_complete()
+            return self._set_if_complete()
 
-    def finish(self) -> None:
+    def finish(self) -> bool:
+        """Everything to expect is known; True if nothing is outstanding (the connection is complete)."""
         with self._lock:
             self._collecting = False
-            self._set_if_complete()
+            return self._set_if_complete()
 
     def reset(self) -> None:
         with self._lock:
@@ -106,10 +108,12 @@ class _ReadyTracker:
             self._collecting = False
             self.ready.clear()
 
-    def _set_if_complete(self) -> None:
-        if not self._collecting and not self._pending:
-            self.ready.set()
-            self.settled.set()
+    def _set_if_complete(self) -> bool:
+        if self._collecting or self._pending or self.ready.is_set():
+            return False
+        self.ready.set()
+        self.settled.set()
+        return True
 
 
 class App:
@@ -168,6 +172,8 @@ class App:
         self._use_threaded_networking = False
         self._use_clean_session = True
         self._connected = False
+        self._reported_connected = False
+        """What on_broker_connectionstatus_info was last told."""
         self._loop_socket_open = False
         self._stopping = False
         self._refused = False
@@ -448,10 +454,8 @@ class App:
             self._ready.begin()
             self._subscribe_all(client)
             self._announce(client)
-            self._ready.finish()
-            if self._ready.ready.is_set():
-                client.on_publish = None
-            self._notify_connection_status(True)
+            if self._ready.finish():
+                self._became_ready(client)
         except Exception:
             self.logger.exception("Error while handling the connection to the broker")
 
@@ -500,12 +504,20 @@ class App:
         for reason in reasons:
             if getattr(reason, "is_failure", False):
                 self.logger.error("The broker refused a subscription: %s", reason)
-        self._ready.done(mid)
+        if self._ready.done(mid):
+            self._became_ready(client)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._ready.done(mid)
-        if self._ready.ready.is_set():
+        if self._ready.done(mid):
+            self._became_ready(client)
+
+    def _became_ready(self, client: mqtt.Client) -> None:
+        """Subscriptions and announcements of this connection are acknowledged: tell the user."""
+        try:
             client.on_publish = None
+            self._notify_connection_status(True)
+        except Exception:
+            self.logger.exception("Error while completing the connection to the broker")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -557,6 +569,10 @@ class App:
         self._after_callback(item, payload, result)
 
     def _notify_connection_status(self, connected: bool) -> None:
+        """Call the user's callback on a change: True once ready, False only after a True."""
+        if connected == self._reported_connected:
+            return
+        self._reported_connected = connected
         callback = self.on_broker_connectionstatus_info
         if callback is None:
             return

@@ -473,6 +473,7 @@ def test_loop_mode_first_loop_connects_and_stop_delivers_presence_false(
     assert recorder.on(f"resourceavailable/{name}/presence") == []
     resource.loop()
     pump_until(resource, lambda: resource.is_connected)
+    pump_until(resource, lambda: status.states)  # True once the broker acknowledged the subscription
     assert status.states == [True]
     pump_until(resource, lambda: recorder.latest(f"resourceavailable/{name}/presence") == "True")
     pump_until(resource, lambda: recorder.latest(f"data/{name}/cmd") == "d")

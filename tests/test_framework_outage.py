@@ -141,7 +141,7 @@ def test_app_gets_data_again_after_the_broker_restarts(
     status = StatusCalls()
     app.on_broker_connectionstatus_info = status
     runner(app)
-    wait(lambda: app.is_connected)
+    assert status.wait_for_count(1) == [True]
     publisher = mqtt_recorder(fresh_mosquitto, "none/none")
     publisher.publish("data/meter/v", "1")
     calls.wait_for("1")
@@ -150,6 +150,28 @@ def test_app_gets_data_again_after_the_broker_restarts(
     publisher = mqtt_recorder(fresh_mosquitto, "none/none")
     publisher.publish("data/meter/v", "2")
     calls.wait_for("2")
+
+
+def test_data_published_once_the_status_says_connected_is_received(
+    fresh_mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder], runner: Callable[[App], None]
+) -> None:
+    # The status callback runs on the network thread; publishing from another client
+    # inside it, and waiting for the broker's PUBACK, would beat a subscription that
+    # is only queued. True must mean "the subscriptions are in place".
+    publisher = mqtt_recorder(fresh_mosquitto, "none/none")
+    app = App(short_name("sc"), fresh_mosquitto.host, fresh_mosquitto.port)
+    calls = Calls()
+    app.register_incoming_data("meter", "v", calls)
+
+    def on_status(obj: App, connected: bool) -> None:
+        if connected:
+            publisher.publish("data/meter/v", f"sent when connected #{len(calls.calls)}")
+
+    app.on_broker_connectionstatus_info = on_status
+    runner(app)
+    calls.wait_for("sent when connected #0")
+    fresh_mosquitto.restart()
+    calls.wait_for("sent when connected #1", timeout=10)
 
 
 def test_unreachable_broker_start_returns_within_a_second_and_connects_later(
