@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hostharness import HostProcess
+
+# A shell starts a background job (`make test &`, a CI runner's script) with SIGINT
+# ignored, and every process the tests start would inherit that: the examples that
+# stop on Ctrl-C would never stop. The tests run as if in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
