@@ -66,6 +66,7 @@ class MetaProcess:
         self.stopping = False
         self._reported: dict[str, Any] = {}
         self._spawns = 0
+        self._respawn = False
 
     @property
     def name(self) -> str:
@@ -91,6 +92,14 @@ class MetaProcess:
             return
         self._send({"op": "stop"})
 
+    def restart(self, spec: ChildSpec) -> None:
+        """Reconnect with new settings: the process says goodbye (presence ``False``), a new one takes over."""
+        self.spec = spec
+        if self.stopping or self.pid is None:
+            return  # stopping anyway, or between a crash and the respawn, which uses the new spec
+        self._respawn = True
+        self._send({"op": "stop"})
+
     def spawned(self, pid: int) -> None:
         self.pid = pid
         self.host.meta_spawned(restarted=self._spawns > 1)
@@ -107,6 +116,10 @@ class MetaProcess:
         self.pipes.close()
         self.pid = None
         self.connected = False
+        if self._respawn and not self.stopping:
+            self._respawn = False
+            self.start()
+            return
         if not self.stopping:
             log.error("the meta-resource process ended (%s); restarting it", describe_exit(status))
         self._ended()

@@ -21,13 +21,16 @@ from typing import Any
 
 import psutil
 
+from sgframework.constants import PREFIX_COMMANDAVAILABLE
+from sgframework.topics import build_topic
 from sghost import __version__, oslevel, systemd, zygote
 from sghost.broker import BrokerError, EmbeddedBroker
 from sghost.childpipes import ChildPipes
-from sghost.config import HostConfig, ManifestError, ResourceConfig
+from sghost.config import BrokerConfig, HostConfig, ManifestError, ResourceConfig
 from sghost.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.health import MetaProcess
 from sghost.plugins import PluginRegistry
+from sghost.reloadplan import plan_reload
 from sghost.spec import META, ChildSpec
 from sghost.timers import Timers
 from sghost.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
@@ -106,7 +109,7 @@ class Supervisor:
         self.health = MetaProcess(self, self._spec_for_host(), output_log)
         self.health.start()
         if self.config.remote_control:
-            log.warning("remote control is on: command/%s/{start,stop,restart} are obeyed", self.config.name)
+            self._log_remote_control()
         for config in self.config.resources.values():
             self._add_watcher(config)
         log.info(
@@ -219,14 +222,25 @@ class Supervisor:
 
     # -------------------------------------------------------------- broker
 
+    def _log_remote_control(self) -> None:
+        if self.config.remote_control:
+            log.warning("remote control is on: command/%s/{start,stop,restart} are obeyed", self.config.name)
+        else:
+            log.info("remote control is off")
+
     def _start_broker(self) -> BrokerAddress:
         broker = self.config.broker
-        if not broker.embedded:
+        if broker.embedded:
+            self._broker = EmbeddedBroker(broker.port, workdir=None)
+            self._broker.start()
+            log.info("embedded broker (%s) on %s:%d", self._broker.kind, self._broker.host, self._broker.port)
+        return self._address_for(broker)
+
+    def _address_for(self, broker: BrokerConfig) -> BrokerAddress:
+        """Where resources connect: the manifest's broker, or the embedded one (amqtt speaks MQTT 3.1.1 only)."""
+        if not broker.embedded or self._broker is None:
             return BrokerAddress(broker.host, broker.port, broker.protocol)
-        self._broker = EmbeddedBroker(broker.port, workdir=None)
-        self._broker.start()
         protocol = broker.protocol if self._broker.kind == "mosquitto" else "MQTTv311"
-        log.info("embedded broker (%s) on %s:%d", self._broker.kind, self._broker.host, self._broker.port)
         return BrokerAddress(self._broker.host, self._broker.port, protocol)
 
     def _spec_for_host(self) -> ChildSpec:
@@ -269,6 +283,15 @@ class Supervisor:
         if config.enabled:
             watcher.start()
         return watcher
+
+    def _reopen_file_logs(self) -> None:
+        """Apply new log settings: close every resource's log file and open it as now configured."""
+        for name, watcher in self.watchers.items():
+            logger = logging.getLogger(f"sghost.files.{name}")
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()
+            watcher.file_log = self._file_log(name)
 
     def _file_log(self, name: str) -> logging.Logger | None:
         """A size-bounded log file per resource when ``[host] log_dir`` is set."""
@@ -406,39 +429,48 @@ class Supervisor:
         except ManifestError as error:
             log.error("reload rejected, nothing changed:\n%s", error)
             return False, f"reload rejected, nothing changed:\n{error}"
-        ignored = [part for part in ("name", "broker") if _differs(self.config, new, part)]
-        if ignored:
-            log.warning("reload: changes to [host] name and [broker] apply at the next start of sghost")
-        added, removed, changed = self._plan_reload(new)
-        self.config = _with_host_and_broker_of(new, self.config) if ignored else new
-        for name in removed:
+        current = {name: w.config for name, w in self.watchers.items() if name not in self._retiring}
+        plan = plan_reload(self.config, new, current)
+        for line in plan.deferred:
+            log.warning("reload: %s", line)
+        remote_control_changed = plan.config.remote_control != self.config.remote_control
+        self.config = plan.config
+        if remote_control_changed:
+            self._log_remote_control()
+        self._address = self._address_for(plan.config.broker)
+        if plan.reopen_logs:
+            self._reopen_file_logs()
+        for name in plan.removed:
             self._retire(name)
-        for name in changed:
-            self._reconfigure(self.watchers[name], new.resources[name])
-        for name in added:
+        for name in plan.changed:
+            self._reconfigure(self.watchers[name], plan.config.resources[name])
+        for name in plan.added:
             if name in self._retiring:  # removed by an earlier reload and still stopping: take it back
                 self._retiring.discard(name)
-                self._reconfigure(self.watchers[name], new.resources[name])
+                self._reconfigure(self.watchers[name], plan.config.resources[name])
             else:
-                self._add_watcher(new.resources[name])
+                self._add_watcher(plan.config.resources[name])
+        if plan.restart_meta:
+            self._restart_meta(withdraw_commands=remote_control_changed and not self.config.remote_control)
+        untouched = len(plan.config.resources) - len(plan.added) - len(plan.changed)
         message = (
-            f"reloaded {self.config.path}: {len(added)} added, {len(removed)} removed, "
-            f"{len(changed)} restarted, {len(new.resources) - len(added) - len(changed)} untouched"
+            f"reloaded {self.config.path}: {len(plan.added)} added, {len(plan.removed)} removed, "
+            f"{len(plan.changed)} restarted, {untouched} untouched"
         )
+        if plan.restart_meta:
+            message += f"; {self.config.name} reconnects with the new settings"
         log.info("%s", message)
         return True, message
 
-    def _plan_reload(self, new: HostConfig) -> tuple[list[str], list[str], list[str]]:
-        current = {name: w.config for name, w in self.watchers.items() if name not in self._retiring}
-        added = [name for name in new.resources if name not in current]
-        removed = [name for name in current if name not in new.resources]
-        changed = [
-            name
-            for name, config in new.resources.items()
-            if name in current
-            and (config.fingerprint() != current[name].fingerprint() or config.policy != current[name].policy)
-        ]
-        return added, removed, changed
+    def _restart_meta(self, withdraw_commands: bool) -> None:
+        """Reconnect the meta-resource with the current [broker] and remote_control."""
+        if self.health is None:
+            return
+        if withdraw_commands:
+            # Else the retained announcements would go on offering commands nobody obeys.
+            topics = [build_topic(PREFIX_COMMANDAVAILABLE, self.config.name, op) for op in COMMANDS]
+            self.health.capabilities_lost(topics)
+        self.health.restart(self._spec_for_host())
 
     def _reconfigure(self, watcher: Watcher, config: ResourceConfig) -> None:
         watcher.reconfigure(config)
@@ -598,15 +630,6 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     fields["pid"] = values["pid"] or 0
     fields["error"] = values["error"] or "none"
     return fields
-
-
-def _differs(old: HostConfig, new: HostConfig, part: str) -> bool:
-    return getattr(old, part) != getattr(new, part)
-
-
-def _with_host_and_broker_of(new: HostConfig, running: HostConfig) -> HostConfig:
-    """``new`` with the host name and broker the running sghost was started with."""
-    return dataclasses.replace(new, name=running.name, broker=running.broker)
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:
