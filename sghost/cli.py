@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sghost import __version__
@@ -69,6 +70,16 @@ def _add_control_commands(commands: Any) -> None:
         help="with --all: the broker to ask (default: [broker] host and port of the manifest)",
     )
     status.add_argument(
+        "--certificate-directory", type=Path, metavar="DIR",
+        help="with --broker: connect with TLS and the client certificate in DIR "
+        "(ca_public_certificate.pem, public_certificate.pem, private_key.pem)",
+    )
+    status.add_argument("--username", metavar="NAME", help="with --broker: the broker user name")
+    status.add_argument(
+        "--password-file", type=Path, metavar="FILE",
+        help="with --broker and --username: a file (mode 0600) holding the password",
+    )
+    status.add_argument(
         "--timeout", type=float, default=5.0, metavar="S",
         help="seconds to wait for the host or the broker (default: 5)",
     )
@@ -95,8 +106,9 @@ def _status(args: argparse.Namespace) -> int:
 
     if args.all:
         return _fleet_status(args)
-    if args.broker:
-        print("sghost status: --broker needs --all", file=sys.stderr)
+    needs_all = (["--broker"] if args.broker else []) + _credential_flags(args)
+    if needs_all:
+        print(f"sghost status: {_requires(needs_all, '--all')}", file=sys.stderr)
         return EXIT_CONFIG
     from sghost.control import ControlError, request
     from sghost.statusview import format_status
@@ -128,6 +140,15 @@ def _fleet_status(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"sghost status: --broker {error}", file=sys.stderr)
             return EXIT_CONFIG
+        given = _given_credentials(args)
+        if isinstance(given, str):
+            print(given, file=sys.stderr)
+            return EXIT_CONFIG
+        credentials = _broker_credentials(given)
+    elif _credential_flags(args):
+        print(f"sghost status: {_requires(_credential_flags(args), '--broker')} "
+              "(without it, the manifest's [broker] credentials are used)", file=sys.stderr)
+        return EXIT_CONFIG
     else:
         try:
             broker = load_manifest(args.config).broker
@@ -149,6 +170,30 @@ def _fleet_status(args: argparse.Namespace) -> int:
         print(f"sghost status --all: no sghost host publishes health on {host}:{port}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _requires(flags: list[str], other: str) -> str:
+    return f"{', '.join(flags)} {'needs' if len(flags) == 1 else 'need'} {other}"
+
+
+def _credential_flags(args: argparse.Namespace) -> list[str]:
+    flags = {"--certificate-directory": args.certificate_directory, "--username": args.username,
+             "--password-file": args.password_file}
+    return [flag for flag, value in flags.items() if value is not None]
+
+
+def _given_credentials(args: argparse.Namespace) -> BrokerConfig | str:
+    """The credentials given with --broker, or the message that says what is wrong with them."""
+    from sghost.config import check_credential_files
+
+    if args.password_file is not None and args.username is None:
+        return "sghost status: --password-file needs --username"
+    problems = check_credential_files("sghost status", args.certificate_directory, args.password_file)
+    if problems:
+        return "\n".join(problems)
+    return BrokerConfig(
+        certificate_directory=args.certificate_directory, username=args.username, password_file=args.password_file
+    )
 
 
 def _broker_credentials(broker: BrokerConfig) -> dict[str, Any]:

@@ -363,6 +363,21 @@ def _check_certificate_directory(problems: _Problems, keypath: str, directory: P
                 problems.add(keypath, f"missing file {directory / name}; {expected}")
 
 
+def check_credential_files(
+    command: str, certificate_directory: Path | None, password_file: Path | None
+) -> list[str]:
+    """Problems with credential files named on ``command``'s command line, as the manifest's would be reported.
+
+    Each line reads ``<command>: --certificate-directory: ...`` or ``<command>: --password-file: ...``.
+    """
+    problems = _Problems(command, Path.cwd())
+    if certificate_directory is not None:
+        _check_certificate_directory(problems, "--certificate-directory", certificate_directory)
+    if password_file is not None:
+        _check_password_file(problems, "--password-file", password_file)
+    return problems.lines
+
+
 def _check_password_file(problems: _Problems, keypath: str, path: Path) -> None:
     """Record a problem unless ``path`` is a file that only its owner can read or write."""
     try:

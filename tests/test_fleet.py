@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,27 @@ def test_parse_broker(text: str, expected: tuple[str, int]) -> None:
 def test_parse_broker_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_broker(text)
+
+
+def test_credential_flags_are_checked_before_connecting(tmp_path: Path) -> None:
+    broker = f"127.0.0.1:{free_port()}"
+    open_password = tmp_path / "password"
+    open_password.write_text("s3cret\n")
+    open_password.chmod(0o644)
+    cases = {
+        ("--broker", broker, "--certificate-directory", str(tmp_path / "nowhere")):
+            f"sghost status: --certificate-directory: directory not found: {tmp_path / 'nowhere'}",
+        ("--broker", broker, "--username", "ops", "--password-file", str(open_password)):
+            f"sghost status: --password-file: {open_password} is readable or writable by group or others "
+            f"(mode 0644); expected mode 0600: run chmod 600 {open_password}",
+        ("--broker", broker, "--password-file", str(open_password)): "--password-file needs --username",
+        ("--username", "ops"): "--username needs --broker (without it, the manifest's [broker] credentials",
+    }
+    for flags, message in cases.items():
+        result = run_sghost("status", "--all", *flags)
+        assert result.returncode == 2, (flags, result.stderr)
+        assert message in result.stderr, (flags, result.stderr)
+        assert "s3cret" not in result.stderr + result.stdout
+    without_all = run_sghost("status", "--broker", broker, "--username", "ops")
+    assert without_all.returncode == 2
+    assert "sghost status: --broker, --username need --all" in without_all.stderr

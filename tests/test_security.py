@@ -249,6 +249,11 @@ def test_each_resource_connects_with_its_own_certificate(
     plain = run_cli("status", "--all", "--broker", f"127.0.0.1:{tls_broker.port}", "--timeout", "2")
     assert plain.returncode == 1
     assert "sghost status --all:" in plain.stderr
+    # Without a manifest, as from an operator's laptop: the identity on the command line.
+    flagged = run_cli("status", "--all", "--broker", f"127.0.0.1:{tls_broker.port}",
+                      "--certificate-directory", str(site / "certs" / "operator"))
+    assert flagged.returncode == 0, flagged.stderr
+    assert HOST in flagged.stdout and "alpha" in flagged.stdout
 
 
 def test_a_client_with_one_identity_cannot_publish_as_another(
