@@ -50,6 +50,7 @@ class ChildPipes:
             child_ends.append(write_end)
         if inbound:
             read_end, self.inbound = os.pipe()
+            os.set_blocking(self.inbound, False)  # a child that stops reading must not stop the supervisor
             child_ends.append(read_end)
         self.host.watch_pipes(self, list(self._streams))
         return child_ends

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import time
 from typing import Any, Protocol
 
 from sghost import events
 from sghost.childpipes import ChildPipes, PipeHost, log_output
-from sghost.oslevel import describe_exit
+from sghost.oslevel import describe_exit, kill_group
 from sghost.spec import ChildSpec
 from sghost.timers import Timers
 
@@ -25,6 +27,10 @@ CPU_STEP = 1.0
 MEMORY_STEP = 0.05
 """Fraction (at least 1 MiB) a memory figure must move by to be reported again."""
 RESPAWN_DELAY = 1.0
+STALL_TIMEOUT = 10.0
+"""Seconds the meta-resource process may leave its full pipe unread before it is replaced."""
+MAX_BACKLOG = 4 << 20
+"""Bytes kept for a meta-resource process that does not read; beyond them it is replaced at once."""
 
 log = logging.getLogger("sghost")
 
@@ -67,6 +73,8 @@ class MetaProcess:
         self._reported: dict[str, Any] = {}
         self._spawns = 0
         self._respawn = False
+        self._backlog = bytearray()
+        self._stalled_since: float | None = None
 
     @property
     def name(self) -> str:
@@ -173,12 +181,38 @@ class MetaProcess:
         self._send({"op": "forget", "name": resource_name})
 
     def _send(self, message: dict[str, Any]) -> None:
-        fd = self.pipes.inbound
-        if fd is None:
+        if self.pipes.inbound is None:
             return  # between a crash and the respawn; meta_spawned() sends everything again
-        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        self._backlog += (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the pipe takes now, never blocking the supervisor; replace a process that stopped reading."""
+        fd = self.pipes.inbound
         try:
-            while data:
-                data = data[os.write(fd, data) :]
+            while self._backlog and fd is not None:
+                del self._backlog[: os.write(fd, self._backlog)]
+        except BlockingIOError:
+            pass
         except OSError:
-            pass  # the process is gone; exited() restarts it and everything is sent again
+            self._backlog.clear()  # the process is gone; exited() restarts it and everything is sent again
+        if fd is None or not self._backlog:
+            self._backlog.clear()
+            self._stalled_since = None
+            return
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = now
+        if now - self._stalled_since >= STALL_TIMEOUT or len(self._backlog) > MAX_BACKLOG:
+            self._replace_stalled(now - self._stalled_since)
+
+    def _replace_stalled(self, stalled_for: float) -> None:
+        log.error(
+            "the meta-resource process (pid %s) has not read its pipe for %.0f s (%d KiB waiting): "
+            "killing it; a new one gets every state",
+            self.pid, stalled_for, len(self._backlog) // 1024,
+        )
+        self._backlog.clear()
+        self._stalled_since = None
+        if self.pid is not None:
+            kill_group(self.pid, signal.SIGKILL)

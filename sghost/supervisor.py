@@ -555,6 +555,8 @@ class Supervisor:
         if now >= self._next_health:
             self._next_health = now + self.config.health_interval
             self._publish_all()
+        if self.health is not None:
+            self.health.flush()
         if not self._done:
             self.timers.call_later(self._tick_interval(), self._tick)
 

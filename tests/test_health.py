@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -231,6 +232,35 @@ def test_broker_outage_of_10_s_health_resumes_and_nothing_counts_as_failed(fresh
             after.stop()
     finally:
         host.stop()
+
+
+def test_a_meta_resource_that_stops_reading_is_replaced_and_never_blocks_the_supervisor(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    # Ten resources and a health report every 0.1 s (the watchdog makes the loop tick
+    # that often) fill the meta-resource's pipe within seconds once it stops reading.
+    resources = "".join(f'[resources.r{n}]\ntype = "echoer"\nwatchdog = 0.4\n' for n in range(10))
+    text = manifest_text(mosquitto, resources, host="gw13").replace("health_interval = 1.0", "health_interval = 0.1")
+    host = host_factory(text)
+    for n in range(10):
+        recorder.wait_for(f"data/gw13/r{n}_state", "running", timeout=10)
+    meta_pid = recorder.wait_until(lambda: health_document(recorder, "gw13").get("meta_pid"), 5)
+    assert isinstance(meta_pid, int)
+    os.kill(meta_pid, signal.SIGSTOP)  # alive, holding its pipe, reading nothing
+    try:
+        # A supervisor blocked on the full pipe would never get this far.
+        host.wait_log(f"the meta-resource process (pid {meta_pid}) has not read its pipe for 10 s", timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(meta_pid, signal.SIGCONT)
+
+    def replaced() -> int | None:
+        pid = health_document(recorder, "gw13").get("meta_pid")
+        return pid if pid not in (None, meta_pid) else None
+
+    assert recorder.wait_until(replaced, 10), "a new meta-resource process publishes the health"
+    assert all(recorder.latest(f"data/gw13/r{n}_restarts") == "0" for n in range(10)), "no resource was disturbed"
 
 
 def test_a_killed_meta_resource_process_is_restarted_and_republishes(mosquitto, mqtt_recorder, host_factory) -> None:
