@@ -78,7 +78,7 @@ class _ReadyTracker:
         self._collecting = False
         self.ready = threading.Event()
         self.settled = threading.Event()
-        """Set when a connection attempt completed or failed: what a threaded start() waits for."""
+        """Set when a connection attempt completed (after the user was told) or failed: what start() waits for."""
 
     def begin(self) -> None:
         with self._lock:
@@ -112,7 +112,6 @@ class _ReadyTracker:
         if self._collecting or self._pending or self.ready.is_set():
             return False
         self.ready.set()
-        self.settled.set()
         return True
 
 
@@ -518,6 +517,8 @@ class App:
             self._notify_connection_status(True)
         except Exception:
             self.logger.exception("Error while completing the connection to the broker")
+        finally:
+            self._ready.settled.set()  # after the callback: start() returns with the user told
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

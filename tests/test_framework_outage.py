@@ -191,7 +191,7 @@ def test_unreachable_broker_start_returns_within_a_second_and_connects_later(
         assert resource.last_connection_error and str(fresh_mosquitto.port) in resource.last_connection_error
         recorder = restart_new_recorder(fresh_mosquitto, mqtt_recorder)
         recorder.wait_for(f"resourceavailable/{name}/presence", "True", timeout=10)
-        assert status.states == [True]
+        assert status.wait_for_count(1) == [True]  # told once the broker acknowledged the presence
     finally:
         thread.join(5)
         resource.stop()
