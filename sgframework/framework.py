@@ -703,15 +703,18 @@ class Resource(App):
         An unregistered signal is sent non-retained, with a warning.
         """
         self._require_started("send_data")
-        topic = build_topic(PREFIX_DATA, self.name, validate_name(signalname, "signalname"))
         payload = str(value)
-        with self._state_lock:
-            output = self._outputs.get(signalname)
-            if output is not None and output.defaultvalue is not None:
-                output.defaultvalue = payload
+        output = self._outputs.get(signalname)  # one dict lookup: atomic, no lock needed to read
         if output is None:
+            topic = build_topic(PREFIX_DATA, self.name, validate_name(signalname, "signalname"))
             self.logger.warning("send_data() on %r, which is not registered with register_outgoing_data()", topic)
-        self._publish(topic, payload, retain=bool(output and output.send_data_as_retained))
+            self._publish(topic, payload)
+            return
+        if output.defaultvalue is not None:
+            with self._state_lock:
+                output.defaultvalue = payload
+        # A registered name was validated by register_outgoing_data(): this is the hot path.
+        self._publish(build_topic(PREFIX_DATA, self.name, signalname), payload, retain=output.send_data_as_retained)
 
     # ---------------------------------------------------- App hooks overridden
 
