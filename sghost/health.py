@@ -31,6 +31,8 @@ STALL_TIMEOUT = 10.0
 """Seconds the meta-resource process may leave its full pipe unread before it is replaced."""
 MAX_BACKLOG = 4 << 20
 """Bytes kept for a meta-resource process that does not read; beyond them it is replaced at once."""
+HEARTBEAT_TIMEOUT = 10.0
+"""Seconds without a heartbeat from the meta-resource's main loop (it sends one every 2 s) before it is replaced."""
 
 log = logging.getLogger("sghost")
 
@@ -75,6 +77,7 @@ class MetaProcess:
         self._respawn = False
         self._backlog = bytearray()
         self._stalled_since: float | None = None
+        self._last_heartbeat = 0.0
 
     @property
     def name(self) -> str:
@@ -110,6 +113,7 @@ class MetaProcess:
 
     def spawned(self, pid: int) -> None:
         self.pid = pid
+        self._last_heartbeat = time.monotonic()
         self.host.meta_spawned(restarted=self._spawns > 1)
         if self.stopping:
             self._send({"op": "stop"})
@@ -143,7 +147,9 @@ class MetaProcess:
 
     def event(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
-        if kind in (events.CONNECTED, events.DISCONNECTED):
+        if kind == events.HEARTBEAT:
+            self._last_heartbeat = time.monotonic()
+        elif kind in (events.CONNECTED, events.DISCONNECTED):
             self.connected = kind == events.CONNECTED
         elif kind == events.REMOTE:
             op, name = str(event.get("op", "")), str(event.get("payload", ""))
@@ -186,6 +192,13 @@ class MetaProcess:
         self._backlog += (json.dumps(message, separators=(",", ":")) + "\n").encode()
         self.flush()
 
+    def check(self) -> None:
+        """Called at every tick: write what waits, and replace a process whose main loop is stuck."""
+        self.flush()
+        silent_for = time.monotonic() - self._last_heartbeat
+        if self.pid is not None and not self.stopping and silent_for >= HEARTBEAT_TIMEOUT:
+            self._replace_stuck(f"has sent no heartbeat for {silent_for:.0f} s")
+
     def flush(self) -> None:
         """Write what the pipe takes now, never blocking the supervisor; replace a process that stopped reading."""
         fd = self.pipes.inbound
@@ -204,15 +217,13 @@ class MetaProcess:
         if self._stalled_since is None:
             self._stalled_since = now
         if now - self._stalled_since >= STALL_TIMEOUT or len(self._backlog) > MAX_BACKLOG:
-            self._replace_stalled(now - self._stalled_since)
+            waiting = len(self._backlog) // 1024
+            self._replace_stuck(f"has not read its pipe for {now - self._stalled_since:.0f} s ({waiting} KiB waiting)")
 
-    def _replace_stalled(self, stalled_for: float) -> None:
-        log.error(
-            "the meta-resource process (pid %s) has not read its pipe for %.0f s (%d KiB waiting): "
-            "killing it; a new one gets every state",
-            self.pid, stalled_for, len(self._backlog) // 1024,
-        )
+    def _replace_stuck(self, why: str) -> None:
+        log.error("the meta-resource process (pid %s) %s: killing it; a new one gets every state", self.pid, why)
         self._backlog.clear()
         self._stalled_since = None
+        self._last_heartbeat = time.monotonic()  # one kill per stall: the exit and respawn follow
         if self.pid is not None:
             kill_group(self.pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ import os
 import selectors
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,8 @@ class HealthPublisher:
 
 REMOTE_ANSWER_TIMEOUT = 5.0
 POLL_INTERVAL = 0.5
+HEARTBEAT_INTERVAL = 2.0
+"""Seconds between the main loop's heartbeats to the supervisor (sghost.health.HEARTBEAT_TIMEOUT)."""
 
 
 class RemoteBridge:
@@ -183,9 +186,14 @@ def run_meta(spec: ChildSpec, channel: events.EventWriter, inbound: int) -> int:
     publisher.start()
     reported_error: str | None = None
     splitter = LineSplitter(max_line=1 << 24)
+    next_heartbeat = 0.0
     with selectors.DefaultSelector() as selector:
         selector.register(inbound, selectors.EVENT_READ)
         while not stopping.is_set():
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                channel.send(events.HEARTBEAT)
+                next_heartbeat = now + HEARTBEAT_INTERVAL
             error = publisher.resource.last_connection_error
             if error is not None and error != reported_error:
                 reported_error = error

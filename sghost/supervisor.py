@@ -556,7 +556,7 @@ class Supervisor:
             self._next_health = now + self.config.health_interval
             self._publish_all()
         if self.health is not None:
-            self.health.flush()
+            self.health.check()
         if not self._done:
             self.timers.call_later(self._tick_interval(), self._tick)
 

@@ -31,6 +31,7 @@ def health_states(recorder: Recorder, host: str) -> dict[str, str]:
     return {name: values["state"] for name, values in resources.items()}
 
 
+ONE_ECHOER = '[resources.one]\ntype = "echoer"\n'
 TWO = '[resources.one]\ntype = "echoer"\n[resources.two]\ntype = "counter"\n'
 
 
@@ -250,7 +251,8 @@ def test_a_meta_resource_that_stops_reading_is_replaced_and_never_blocks_the_sup
     os.kill(meta_pid, signal.SIGSTOP)  # alive, holding its pipe, reading nothing
     try:
         # A supervisor blocked on the full pipe would never get this far.
-        host.wait_log(f"the meta-resource process (pid {meta_pid}) has not read its pipe for 10 s", timeout=30)
+        line = host.wait_log(f"the meta-resource process (pid {meta_pid}) ", timeout=30)
+        assert "killing it; a new one gets every state" in line
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(meta_pid, signal.SIGCONT)
@@ -261,6 +263,25 @@ def test_a_meta_resource_that_stops_reading_is_replaced_and_never_blocks_the_sup
 
     assert recorder.wait_until(replaced, 10), "a new meta-resource process publishes the health"
     assert all(recorder.latest(f"data/gw13/r{n}_restarts") == "0" for n in range(10)), "no resource was disturbed"
+
+
+def test_a_meta_resource_whose_loop_is_stuck_is_replaced_even_when_quiet(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    # One resource: its pipe would take many minutes to fill; the missing heartbeat is what tells.
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(mosquitto, ONE_ECHOER, host="gw14"))
+    recorder.wait_for("data/gw14/one_state", "running", timeout=10)
+    meta_pid = recorder.wait_until(lambda: health_document(recorder, "gw14").get("meta_pid"), 5)
+    assert isinstance(meta_pid, int)
+    os.kill(meta_pid, signal.SIGSTOP)
+    try:
+        host.wait_log(f"the meta-resource process (pid {meta_pid}) has sent no heartbeat for", timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(meta_pid, signal.SIGCONT)
+    assert recorder.wait_until(lambda: health_document(recorder, "gw14").get("meta_pid") not in (None, meta_pid), 10)
+    assert recorder.latest("data/gw14/one_restarts") == "0"
 
 
 def test_a_killed_meta_resource_process_is_restarted_and_republishes(mosquitto, mqtt_recorder, host_factory) -> None:
