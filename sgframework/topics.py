@@ -14,8 +14,9 @@ def validate_name(name: object, what: str = "name") -> str:
         raise ValueError(f"The {what} must be a string, not {type(name).__name__}: {name!r}")
     if not name:
         raise ValueError(f"The {what} must not be empty")
-    if any(char in name for char in constants.FORBIDDEN_NAME_CHARACTERS):
-        shown = ", ".join(repr(char) for char in constants.FORBIDDEN_NAME_CHARACTERS if char in name)
+    bad = [char for char in constants.FORBIDDEN_NAME_CHARACTERS if char in name]
+    if bad:
+        shown = ", ".join(repr(char) for char in bad)
         raise ValueError(
             f"The {what} {name!r} contains {shown}; names must not contain '/', '+', '#' or NUL"
         )

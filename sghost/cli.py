@@ -134,6 +134,7 @@ def _fleet_status(args: argparse.Namespace) -> int:
     from sghost.fleet import FleetError, collect_fleet, format_fleet, parse_broker
 
     credentials: dict[str, Any] = {}
+    credential_flags = _credential_flags(args)
     if args.broker:
         try:
             host, port = parse_broker(args.broker)
@@ -145,8 +146,8 @@ def _fleet_status(args: argparse.Namespace) -> int:
             print(given, file=sys.stderr)
             return EXIT_CONFIG
         credentials = _broker_credentials(given)
-    elif _credential_flags(args):
-        print(f"sghost status: {_requires(_credential_flags(args), '--broker')} "
+    elif credential_flags:
+        print(f"sghost status: {_requires(credential_flags, '--broker')} "
               "(without it, the manifest's [broker] credentials are used)", file=sys.stderr)
         return EXIT_CONFIG
     else:

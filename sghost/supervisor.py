@@ -615,7 +615,7 @@ class Supervisor:
         document = self.snapshot()
         for name, values in document["resources"].items():
             shown = self.health.update(name, health_fields(values))
-            values.update({key: shown[key] for key in ("uptime", "cpu", "memory")})
+            values.update({key: shown[key] for key in SAMPLED_FIELDS})
         for key in ("uptime", "cpu", "memory", "memory_available_mb"):
             document[key] = self.health.report(f"host.{key}", document[key])
         self._document = document

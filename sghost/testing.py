@@ -124,22 +124,23 @@ class Recorder:
             self._changed.notify_all()
 
 
-@pytest.fixture(scope="module")
-def mosquitto() -> Iterator[MosquittoBroker]:
-    """A private mosquitto on a free loopback port, shared by the tests of one module."""
+def _private_mosquitto() -> Iterator[MosquittoBroker]:
     broker = MosquittoBroker()
     broker.start()
     yield broker
     broker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def mosquitto() -> Iterator[MosquittoBroker]:
+    """A private mosquitto on a free loopback port, shared by the tests of one module."""
+    yield from _private_mosquitto()
 
 
 @pytest.fixture
 def fresh_mosquitto() -> Iterator[MosquittoBroker]:
     """A private mosquitto for one test, which may stop and restart it."""
-    broker = MosquittoBroker()
-    broker.start()
-    yield broker
-    broker.cleanup()
+    yield from _private_mosquitto()
 
 
 @pytest.fixture

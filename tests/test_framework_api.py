@@ -27,11 +27,9 @@ HELPERS = Path(__file__).parent / "helpers"
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[MosquittoBroker]:
-    broker = MosquittoBroker()
-    broker.start()
-    yield broker
-    broker.cleanup()
+def broker(mosquitto: MosquittoBroker) -> MosquittoBroker:
+    """The module's private mosquitto (sghost.testing's fixture), under this module's name for it."""
+    return mosquitto
 
 
 @pytest.fixture

@@ -226,7 +226,7 @@ def test_broker_outage_of_10_s_health_resumes_and_nothing_counts_as_failed(fresh
             before_count = len(after.on("data/two/count"))
             after.wait_until(lambda: len(after.on("data/two/count")) > before_count + 1, 5)
             after.wait_until(lambda: '"broker_connected":true' in (after.latest("data/gw9/health") or ""), 5)
-            health = json.loads(after.latest("data/gw9/health") or "{}")
+            health = health_document(after, "gw9")
             assert health["broker_connected"] is True, "health resumes after the outage"
             assert {r["restarts"] for r in health["resources"].values()} == {0}
         finally:
@@ -298,7 +298,7 @@ def test_a_killed_meta_resource_process_is_restarted_and_republishes(mosquitto, 
         late.wait_for("data/gw10/one_state", "running", timeout=5)
 
         def new_meta_pid() -> int | None:
-            document = json.loads(late.latest("data/gw10/health") or "{}")
+            document = health_document(late, "gw10")
             return document.get("meta_pid") if document.get("meta_pid") != meta_pid else None
 
         assert late.wait_until(new_meta_pid, 5), "a new meta-resource process publishes the health again"
