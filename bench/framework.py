@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from machine import describe_machine
 
 from sgframework import App, Resource
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 
 PROTOCOL = mqtt.MQTTv31  # sgframework's default; raw paho uses the same
 

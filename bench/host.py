@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from machine import describe_machine  # noqa: E402
 
-from sghost.broker import MosquittoBroker  # noqa: E402
+from sghost.host.broker import MosquittoBroker  # noqa: E402
 from sghost.testing import Received, Recorder  # noqa: E402
 
 STANDALONE = ROOT / "bench" / "standalone_taxisign.py"

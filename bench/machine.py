@@ -11,7 +11,7 @@ from pathlib import Path
 import paho.mqtt
 import psutil
 
-from sghost.broker import find_mosquitto
+from sghost.host.broker import find_mosquitto
 
 
 def cpu_model() -> str:

@@ -2,6 +2,6 @@
 
 import sys
 
-from sghost.cli import main
+from sghost.cli.main import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
 PLUGIN_DIR = Path(__file__).parent / "plugins"

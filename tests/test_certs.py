@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sgframework import constants
-from sghost import certs
+from sghost.cli import certs
 
-CLI = [sys.executable, "-c", "import sys; from sghost.certs import main; sys.exit(main(sys.argv[1:]))"]
+CLI = [sys.executable, "-c", "import sys; from sghost.cli.certs import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

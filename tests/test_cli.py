@@ -84,6 +84,6 @@ def test_a_broken_plugin_is_listed_with_its_error_and_check_names_it(tmp_path: P
 
 
 def test_the_manifest_doc_shows_every_key_as_the_code_knows_it() -> None:
-    from sghost.config import example_manifest
+    from sghost.config.manifest import example_manifest
 
     assert example_manifest().strip() in (REPO / "docs" / "manifest.md").read_text()

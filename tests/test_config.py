@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sghost.config import (
+from sghost.config.manifest import (
     BrokerConfig,
     HostConfig,
     ManifestError,
@@ -20,7 +20,7 @@ from sghost.config import (
     example_manifest,
     load_manifest,
 )
-from sghost.suggest import close_matches, did_you_mean
+from sghost.config.suggest import close_matches, did_you_mean
 
 TYPES = ("taxisign", "camera")
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from sghost import control
-from sghost.control import ControlError, ControlServer, make_handler, request, runtime_dir_for, socket_path_for
-from sghost.statusview import format_duration, format_status
+from sghost.cli.client import request
+from sghost.cli.statusview import format_duration, format_status
+from sghost.host import control
+from sghost.host.control import ControlError, ControlServer, make_handler, runtime_dir_for, socket_path_for
 
 SNAPSHOT: dict[str, Any] = {
     "host": "gw1",

@@ -17,8 +17,8 @@ import pytest
 
 from sgframework import Resource
 from sghost import hookspecs
-from sghost.broker import MosquittoBroker
 from sghost.context import ResourceContext
+from sghost.host.broker import MosquittoBroker
 from sghost.plugins import AUTOLOAD_DISABLE_ENV, EXTRA_PLUGINS_ENV, PluginRegistry, Register
 from sghost.testing import Recorder
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hostharness import HostProcess, manifest_text
-from sghost.broker import BrokerError, EmbeddedBroker, find_amqtt, free_port
+from sghost.host.broker import BrokerError, EmbeddedBroker, find_amqtt, free_port
 from sghost.testing import Recorder
 
 

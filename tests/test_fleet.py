@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sghost import fleet as fleet_module
-from sghost.broker import MosquittoBroker, free_port
-from sghost.fleet import FleetError, collect_fleet, format_fleet, parse_broker
+from sghost.cli import fleet as fleet_module
+from sghost.cli.fleet import FleetError, collect_fleet, format_fleet, parse_broker
+from sghost.host.broker import MosquittoBroker, free_port
 from sghost.testing import Recorder
 
 

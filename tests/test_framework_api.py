@@ -20,7 +20,7 @@ from helpers.sgtest import Calls, StatusCalls, log_watch, retained, short_name, 
 
 import sgframework
 from sgframework import App, Resource, constants
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
 HELPERS = Path(__file__).parent / "helpers"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sgframework.md"

@@ -12,7 +12,7 @@ import pytest
 from helpers.sgtest import Calls, StatusCalls, log_watch, short_name, wait
 
 from sgframework import App, Resource
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
 

@@ -17,7 +17,7 @@ from helpers.certs import TlsFiles, make_tls_files
 from helpers.sgtest import Calls, log_watch, wait
 
 from sgframework import App, Resource, constants
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
 

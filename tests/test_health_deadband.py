@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sghost.health import worth_reporting
+from sghost.health.reporting import worth_reporting
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 
 from hostharness import HostProcess, all_gone, manifest_text, resource_pid, wait_until
-from sghost.broker import MosquittoBroker
+from sghost.host.broker import MosquittoBroker
 from sghost.testing import Received, Recorder
 
 THREE_NAMES = ("alpha", "beta", "gamma")

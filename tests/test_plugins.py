@@ -16,8 +16,8 @@ import pytest
 
 import sghost
 from sgframework import Resource
-from sghost.broker import MosquittoBroker
 from sghost.context import ResourceContext
+from sghost.host.broker import MosquittoBroker
 from sghost.plugins import (
     AUTOLOAD_DISABLE_ENV,
     EXTRA_PLUGINS_ENV,

@@ -7,8 +7,8 @@ import signal
 from pathlib import Path
 
 from hostharness import manifest_text, resource_pid, wait_until
-from sghost.config import BrokerConfig, HostConfig, ResourceConfig
-from sghost.reloadplan import plan_reload
+from sghost.config.manifest import BrokerConfig, HostConfig, ResourceConfig
+from sghost.config.reloadplan import plan_reload
 from sghost.testing import Recorder
 
 ONE = '[resources.one]\ntype = "echoer"\n'

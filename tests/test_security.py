@@ -26,8 +26,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hostharness import HostProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
-from sghost import certs
-from sghost.broker import MosquittoBroker, own_user_line
+from sghost.cli import certs
+from sghost.host.broker import MosquittoBroker, own_user_line
 from sghost.testing import Recorder
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"

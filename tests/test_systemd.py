@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sghost import systemd
+from sghost.host import systemd
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sgframework import Resource
-from sghost.broker import MosquittoBroker
 from sghost.context import ResourceContext
 from sghost.plugins import PluginRegistry, format_plugins
-from sghost.testing import Recorder
+from sghost.testing import MosquittoBroker, Recorder
 
 import sghost_taxisign
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sghost import __version__
-from sghost.certs import add_certs_parser
-from sghost.config import BrokerConfig, HostConfig, ManifestError, load_manifest
-from sghost.plugins import PluginRegistry, format_plugins
+from sghost.cli.certs import add_certs_parser
+from sghost.config.checked import load_checked, load_registry
+from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
+from sghost.plugins import format_plugins
 
 DEFAULT_MANIFEST = "hostconfig.toml"
 EXIT_OK = 0
@@ -110,8 +111,9 @@ def _status(args: argparse.Namespace) -> int:
     if needs_all:
         print(f"sghost status: {_requires(needs_all, '--all')}", file=sys.stderr)
         return EXIT_CONFIG
-    from sghost.control import ControlError, request
-    from sghost.statusview import format_status
+    from sghost.cli.client import request
+    from sghost.cli.statusview import format_status
+    from sghost.host.control import ControlError
 
     try:
         answer = request(args.config, {"op": "status"}, timeout=args.timeout)
@@ -131,7 +133,7 @@ def _status(args: argparse.Namespace) -> int:
 def _fleet_status(args: argparse.Namespace) -> int:
     import json
 
-    from sghost.fleet import FleetError, collect_fleet, format_fleet, parse_broker
+    from sghost.cli.fleet import FleetError, collect_fleet, format_fleet, parse_broker
 
     credentials: dict[str, Any] = {}
     credential_flags = _credential_flags(args)
@@ -185,7 +187,7 @@ def _credential_flags(args: argparse.Namespace) -> list[str]:
 
 def _given_credentials(args: argparse.Namespace) -> BrokerConfig | str:
     """The credentials given with --broker, or the message that says what is wrong with them."""
-    from sghost.config import check_credential_files
+    from sghost.config.manifest import check_credential_files
 
     if args.password_file is not None and args.username is None:
         return "sghost status: --password-file needs --username"
@@ -208,7 +210,7 @@ def _broker_credentials(broker: BrokerConfig) -> dict[str, Any]:
 
 
 def _control(args: argparse.Namespace) -> int:
-    from sghost.control import send_command
+    from sghost.cli.client import send_command
 
     return send_command(args.config, args.op, args.resource)
 
@@ -218,28 +220,6 @@ def _add_manifest_option(parser: argparse.ArgumentParser) -> None:
         "-c", "--config", default=DEFAULT_MANIFEST, metavar="MANIFEST",
         help=f"the host manifest (default: ./{DEFAULT_MANIFEST})",
     )
-
-
-def load_registry() -> PluginRegistry:
-    registry = PluginRegistry()
-    registry.load()
-    return registry
-
-
-def load_checked(path: str, registry: PluginRegistry, strict_types: bool) -> HostConfig:
-    """Load the manifest; with ``strict_types`` an unknown resource type is an error.
-
-    ``sghost start`` is not strict when a plugin failed to load: the resources
-    needing it become ``fatal`` with the plugin's error, and the others run.
-    """
-    known = set(registry.types)
-    if strict_types or not any(plugin.error for plugin in registry.plugins):
-        return load_manifest(path, known_types=known, check_settings=registry.check_settings)
-
-    def check_installed_types(name: str, type_name: str, settings: Mapping[str, Any]) -> list[str]:
-        return registry.check_settings(name, type_name, settings) if type_name in known else []
-
-    return load_manifest(path, known_types=None, check_settings=check_installed_types)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -263,7 +243,7 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     if args.resource:
-        from sghost.control import send_command
+        from sghost.cli.client import send_command
 
         return send_command(args.config, "start", args.resource)
     configure_logging(args.log_level)
@@ -273,7 +253,7 @@ def _start(args: argparse.Namespace) -> int:
     except ManifestError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
-    from sghost.supervisor import Supervisor
+    from sghost.host.supervisor import Supervisor
 
     return Supervisor(config, registry).run()
 

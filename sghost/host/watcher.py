@@ -12,13 +12,13 @@ import signal
 import time
 from typing import Any, Protocol
 
-from sghost import events, oslevel
-from sghost.childpipes import ChildPipes, PipeHost, log_output
-from sghost.config import ResourceConfig
-from sghost.exitcodes import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
-from sghost.policy import Decision, RestartTracker
-from sghost.spec import ChildSpec
-from sghost.timers import Timer, Timers
+from sghost.config.manifest import ResourceConfig
+from sghost.host.policy import Decision, RestartTracker
+from sghost.host.timers import Timer, Timers
+from sghost.process import events, oslevel
+from sghost.process.exitcodes import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
+from sghost.process.pipes import ChildPipes, PipeHost, log_output
+from sghost.process.spec import ChildSpec
 
 STARTING = "starting"
 RUNNING = "running"

@@ -12,13 +12,13 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from sghost import events
-from sghost.childpipes import ChildPipes, PipeHost, log_output
-from sghost.oslevel import describe_exit, kill_group
-from sghost.spec import ChildSpec
-from sghost.timers import Timers
+from sghost.process import events
+from sghost.process.oslevel import describe_exit, kill_group
+from sghost.process.pipes import ChildPipes, PipeHost, log_output
+from sghost.process.spec import ChildSpec
 
 UPTIME_GROWTH = 1.1
 """An uptime is reported again once it grew by 10 % (or went back, after a restart)."""
@@ -50,10 +50,14 @@ def worth_reporting(field: str, reported: Any, value: Any) -> bool:
     return value != reported
 
 
+class Scheduler(Protocol):
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
+
+
 class MetaHost(PipeHost, Protocol):
     """What the meta-resource's handle needs from the supervisor."""
 
-    timers: Timers
+    timers: Scheduler
 
     def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None: ...
     def command(self, op: str, name: str) -> tuple[bool, str]: ...

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import logging
 import os
 import pickle
@@ -31,11 +32,14 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sghost import events, oslevel
 from sghost.plugins import PluginRegistry
-from sghost.spec import META, ChildSpec
+from sghost.process import events, oslevel
+from sghost.process.spec import ChildSpec
+
+Runner = Callable[[ChildSpec, PluginRegistry, events.EventWriter, list[int]], int]
 
 MAX_PACKET = 1 << 20
 PARENT_DIED = signal.SIGUSR1
@@ -64,9 +68,10 @@ def receive_packet(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int
 class Zygote:
     """The fork server's side: runs in the forked zygote process until the supervisor goes."""
 
-    def __init__(self, sock: socket.socket, registry: PluginRegistry) -> None:
+    def __init__(self, sock: socket.socket, registry: PluginRegistry, runners: dict[str, Runner]) -> None:
         self.sock = sock
         self.registry = registry
+        self.runners = runners
         self.children: set[int] = set()
         self.selector = selectors.DefaultSelector()
         self.wakeup_r, self.wakeup_w = os.pipe()
@@ -162,7 +167,7 @@ class Zygote:
             os.close(err_fd)
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-            from sghost.child import configure_child_logging
+            from sghost.process.child import configure_child_logging
 
             configure_child_logging(spec.log_level)
             code = self._run(spec, events.EventWriter(event_fd), inbound)
@@ -176,12 +181,7 @@ class Zygote:
             os._exit(code)
 
     def _run(self, spec: ChildSpec, channel: events.EventWriter, inbound: list[int]) -> int:
-        from sghost.child import run_child
-        from sghost.metaresource import run_meta
-
-        if spec.role == META:
-            return run_meta(spec, channel, inbound[0])
-        return run_child(spec, self.registry, channel)
+        return self.runners[spec.role](spec, self.registry, channel, inbound)
 
     def _reap(self) -> None:
         while self.children:
@@ -216,20 +216,29 @@ class Zygote:
                 time.sleep(0.02)
 
 
-def preload() -> None:
+def preload(runners: Mapping[str, str]) -> dict[str, Runner]:
     """Import in the zygote what every child needs, so that children share it instead of loading it.
 
-    The supervisor itself never imports these (paho and ssl alone are about 9 MiB).
+    ``runners`` maps a role to the ``module:function`` that runs a process of
+    that role. The supervisor itself never imports these (paho and ssl alone
+    are about 9 MiB), so it names them instead of importing them.
     """
     import encodings.idna  # noqa: F401  (getaddrinfo loads it in every child otherwise)
 
     import sgframework.framework  # noqa: F401
-    import sghost.child
-    import sghost.metaresource  # noqa: F401
+
+    loaded: dict[str, Runner] = {}
+    for role, target in runners.items():
+        module_name, _, function = target.partition(":")
+        loaded[role] = getattr(importlib.import_module(module_name), function)
+    return loaded
 
 
-def start_zygote(registry: PluginRegistry) -> tuple[int, socket.socket]:
+def start_zygote(registry: PluginRegistry, runners: Mapping[str, str]) -> tuple[int, socket.socket]:
     """Fork the zygote; return its pid and the supervisor's end of the socket pair.
+
+    ``runners``: role (``ChildSpec.role``) -> ``"module:function"`` called as
+    ``function(spec, registry, channel, inbound_fds)`` in the new process.
 
     Call before the supervisor starts any thread: forking a threaded process
     copies locks in whatever state other threads left them.
@@ -242,8 +251,7 @@ def start_zygote(registry: PluginRegistry) -> tuple[int, socket.socket]:
         code = 0
         try:
             parent_end.close()
-            preload()
-            Zygote(zygote_end, registry).serve()
+            Zygote(zygote_end, registry, preload(runners)).serve()
         except BaseException:
             traceback.print_exc()
             code = 1

@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sghost.statusview import NONE, format_error, format_pid, format_table
+from sghost.cli.statusview import NONE, format_error, format_pid, format_table
 
 HEALTH_TOPIC = "data/+/health"
 PRESENCE_TOPIC = "resourceavailable/+/presence"

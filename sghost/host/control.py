@@ -30,7 +30,6 @@ import os
 import socket
 import stat
 import struct
-import sys
 import weakref
 import zlib
 from collections.abc import Callable
@@ -60,7 +59,7 @@ class ControlError(Exception):
 # Where the socket lives
 
 
-def _absolute(manifest_path: str | Path) -> Path:
+def absolute_manifest(manifest_path: str | Path) -> Path:
     """The manifest's absolute path, as ``sghost.config.load_manifest`` spells it."""
     return Path(os.path.abspath(Path(manifest_path).expanduser()))
 
@@ -70,7 +69,7 @@ def _leaf(manifest_path: str | Path) -> str:
 
     crc32, not sha256: hashlib would load OpenSSL (about 3.7 MiB) into the supervisor.
     """
-    absolute = _absolute(manifest_path)
+    absolute = absolute_manifest(manifest_path)
     digest = f"{zlib.crc32(os.fsencode(absolute)):08x}"
     stem = absolute.stem[:MAX_STEM] or "manifest"
     return f"{stem}-{digest}"
@@ -208,7 +207,7 @@ def _error(text: str) -> dict[str, Any]:
     return {"ok": False, "error": text, "message": text}
 
 
-def _read_line(conn: socket.socket, limit: int = MAX_REQUEST) -> bytes:
+def read_line(conn: socket.socket, limit: int = MAX_REQUEST) -> bytes:
     """Read up to the first newline (or end of stream); raise ValueError past ``limit`` bytes."""
     data = bytearray()
     while b"\n" not in data:
@@ -221,7 +220,7 @@ def _read_line(conn: socket.socket, limit: int = MAX_REQUEST) -> bytes:
     return bytes(data.split(b"\n", 1)[0])
 
 
-def _encode(message: dict[str, Any]) -> bytes:
+def encode_message(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
 
 
@@ -396,7 +395,7 @@ class ControlServer:
                 conn.setblocking(True)
                 conn.settimeout(REQUEST_TIMEOUT)
                 response = self._respond(conn)
-                conn.sendall(_encode(response))
+                conn.sendall(encode_message(response))
             except Exception as error:  # a slow or vanished client must not stop the supervisor
                 log.debug("control socket: client dropped: %s", error)
 
@@ -405,7 +404,7 @@ class ControlServer:
         if uid is not None and uid not in (0, os.geteuid()):
             return _error(f"uid {uid} may not control this sghost")
         try:
-            line = _read_line(conn)
+            line = read_line(conn)
         except TimeoutError:
             return _error(f"no request within {REQUEST_TIMEOUT} s")
         except ValueError as error:
@@ -487,105 +486,16 @@ def make_handler(target: Controllable) -> Handler:
     return handle
 
 
-# ---------------------------------------------------------------------------
-# Client
-
-
-def _configured_runtime_dir(absolute: Path) -> Path | None:
-    """``[host] runtime_dir`` of the manifest, or None when unset or the manifest cannot be loaded."""
-    from sghost.config import ManifestError, load_manifest
-
-    try:
-        return load_manifest(absolute).runtime_dir
-    except ManifestError:
-        return None
-
-
-def request(manifest_path: str | Path, payload: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-    """Send one request to the sghost that runs ``manifest_path``; return its answer.
-
-    Raises ControlError when no sghost runs for that manifest, it cannot be
-    reached, or it does not answer within ``timeout`` seconds.
-    """
-    absolute = _absolute(manifest_path)
-    candidates = candidate_socket_paths(absolute, _configured_runtime_dir(absolute))
-    existing = [path for path in candidates if path.exists()]
-    if not existing:
-        raise ControlError(f"no sghost is running for {absolute} (no control socket at {candidates[0]})")
-    refused: list[Path] = []
-    for path in existing:
-        try:
-            return _exchange(path, payload, timeout)
-        except (ConnectionRefusedError, FileNotFoundError):
-            refused.append(path)
-        except PermissionError:
-            raise ControlError(
-                f"permission denied on {path}: run this as the user that runs sghost for {absolute} (or root)"
-            ) from None
-    raise ControlError(f"no sghost is running for {absolute} (stale control socket at {refused[0]})")
-
-
-def _exchange(path: Path, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    with sock:
-        sock.connect(os.fsencode(path))
-        try:
-            sock.sendall(_encode(payload))
-            line = _read_line(sock, limit=64 * 1024 * 1024)
-        except TimeoutError:
-            raise ControlError(f"sghost did not answer within {timeout} s on {path}") from None
-        except (OSError, ValueError) as error:
-            raise ControlError(f"lost the connection to sghost on {path}: {error}") from None
-    if not line:
-        raise ControlError(f"sghost closed the control connection on {path} without an answer")
-    try:
-        answer = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ControlError(f"sghost answered something that is not JSON on {path}") from None
-    if not isinstance(answer, dict):
-        raise ControlError(f"sghost answered {type(answer).__name__}, not a JSON object, on {path}")
-    return answer
-
-
-def message_of(answer: dict[str, Any]) -> str:
-    """The text to show for an answer: its ``message``, else its ``error``, else a generic word."""
-    text = answer.get("message") or answer.get("error")
-    if text:
-        return str(text)
-    return "OK" if answer.get("ok") else "failed (no reason given)"
-
-
-def send_command(manifest_path: str | Path, op: str, resource: str | None = None, timeout: float = 10) -> int:
-    """Ask the running host to ``op`` (start, stop, restart, reload) ``resource``; print its answer.
-
-    The message goes to stdout on success, stderr otherwise. Returns the exit
-    code: 0 when the host accepted, 1 when it refused or does not run.
-    """
-    payload: dict[str, Any] = {"op": op}
-    if resource is not None:
-        payload["resource"] = resource
-    try:
-        answer = request(manifest_path, payload, timeout)
-    except ControlError as error:
-        print(f"sghost {op}: {error}", file=sys.stderr)
-        return 1
-    if answer.get("ok"):
-        print(message_of(answer))
-        return 0
-    print(f"sghost {op}: {message_of(answer)}", file=sys.stderr)
-    return 1
-
-
 __all__ = [
     "OPS",
     "ControlError",
     "ControlServer",
     "Controllable",
+    "absolute_manifest",
     "candidate_socket_paths",
+    "encode_message",
     "make_handler",
-    "request",
+    "read_line",
     "runtime_dir_for",
-    "send_command",
     "socket_path_for",
 ]

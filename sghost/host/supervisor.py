@@ -23,17 +23,20 @@ import psutil
 
 from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
-from sghost import __version__, oslevel, systemd, zygote
-from sghost.broker import BrokerError, EmbeddedBroker
-from sghost.childpipes import ChildPipes
-from sghost.config import BrokerConfig, HostConfig, ManifestError, ResourceConfig
-from sghost.control import ControlError, ControlServer, make_handler, socket_path_for
-from sghost.health import MetaProcess
+from sghost import __version__
+from sghost.config.checked import load_checked
+from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig
+from sghost.config.reloadplan import plan_reload
+from sghost.health.reporting import MetaProcess
+from sghost.host import systemd
+from sghost.host.broker import BrokerError, EmbeddedBroker
+from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.timers import Timers
+from sghost.host.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
 from sghost.plugins import PluginRegistry
-from sghost.reloadplan import plan_reload
-from sghost.spec import META, ChildSpec
-from sghost.timers import Timers
-from sghost.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
+from sghost.process import oslevel, zygote
+from sghost.process.pipes import ChildPipes
+from sghost.process.spec import META, RESOURCE, ChildSpec
 
 log = logging.getLogger("sghost")
 output_log = logging.getLogger("sghost.resource")
@@ -48,6 +51,8 @@ DOCUMENT_DELAY = 0.05
 SAMPLED_FIELDS = ("uptime", "cpu", "memory")
 EXIT_OK = 0
 EXIT_FAILURE = 1
+RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta"}
+"""What the zygote runs for each kind of process; named, not imported: the supervisor never loads paho."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class Supervisor:
             if self.control is not None:
                 self.control.close()
             return EXIT_FAILURE
-        self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry)
+        self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry, RUNNERS)
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
         self.health = MetaProcess(self, self._spec_for_host(), output_log)
         self.health.start()
@@ -422,7 +427,6 @@ class Supervisor:
             systemd.ready()
 
     def _reload(self) -> tuple[bool, str]:
-        from sghost.cli import load_checked
 
         try:
             new = load_checked(str(self.config.path), self.registry, strict_types=False)

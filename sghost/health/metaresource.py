@@ -28,10 +28,10 @@ from typing import Any
 from sgframework import Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
-from sghost import events
-from sghost.child import build_resource
-from sghost.lines import LineSplitter
-from sghost.spec import ChildSpec
+from sghost.process import events
+from sghost.process.child import build_resource
+from sghost.process.lines import LineSplitter
+from sghost.process.spec import ChildSpec
 
 FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error")
 HEALTH_SIGNAL = "health"
@@ -167,8 +167,9 @@ def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, A
     return True
 
 
-def run_meta(spec: ChildSpec, channel: events.EventWriter, inbound: int) -> int:
-    """The meta-resource process: publish what arrives on ``inbound`` until ``stop`` or end of stream."""
+def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inbound_fds: list[int]) -> int:
+    """The meta-resource process: publish what arrives on its inbound pipe until ``stop`` or end of stream."""
+    inbound = inbound_fds[0]
     # The supervisor ends this process with "stop" once every resource's state is
     # published, or by closing the pipe when it dies. A SIGTERM for the whole
     # cgroup (systemd) must not end it first: presence False comes last.

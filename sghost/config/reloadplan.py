@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from sghost.config import BrokerConfig, HostConfig, ResourceConfig
+from sghost.config.manifest import BrokerConfig, HostConfig, ResourceConfig
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import time
 import paho.mqtt.client as mqtt
 
 from sgframework import Resource
-from sghost import events
 from sghost.context import ResourceContext
-from sghost.exitcodes import EXIT_BROKER_REFUSED, EXIT_OK, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
 from sghost.plugins import PluginRegistry
-from sghost.spec import ChildSpec
+from sghost.process import events
+from sghost.process.exitcodes import EXIT_BROKER_REFUSED, EXIT_OK, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
+from sghost.process.spec import ChildSpec
 
 LOOP_TIMEOUT = 0.25
 
@@ -59,7 +59,7 @@ def build_resource(spec: ChildSpec) -> Resource:
     return resource
 
 
-def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWriter) -> int:
+def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWriter, inbound: list[int]) -> int:
     """Run one resource until SIGTERM; return the process's exit code."""
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop.request)

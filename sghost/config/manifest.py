@@ -32,7 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 from sgframework import constants
 from sgframework.topics import validate_name
-from sghost.suggest import did_you_mean
+from sghost.config.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 """The values of ``restart``."""

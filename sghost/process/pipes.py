@@ -8,8 +8,8 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sghost import events
-from sghost.lines import LineSplitter
+from sghost.process import events
+from sghost.process.lines import LineSplitter
 
 STREAMS = ("events", "stdout", "stderr")
 
