@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0"
 
-__all__ = ["App", "Resource", "__version__"]
+__all__ = ["App", "PublishCounters", "PublishError", "Resource", "__version__"]
 
 if TYPE_CHECKING:
-    from sgframework.framework import App, Resource
+    from sgframework.framework import App, PublishCounters, PublishError, Resource
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("App", "Resource"):
+    if name in ("App", "PublishCounters", "PublishError", "Resource"):
         from sgframework import framework
 
         return getattr(framework, name)

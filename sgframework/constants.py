@@ -26,7 +26,15 @@ DEFAULT_KEEPALIVE_TIME = 10
 
 # Extensions (not in the original Secure Gateway API): see docs/sgframework.md.
 MAX_QUEUED_MESSAGES = 10000
-"""Outgoing QoS >= 1 messages kept while the broker is away; more are refused."""
+"""Outgoing QoS >= 1 messages not yet acknowledged by the broker (queued or in flight); see PublishError."""
+MAX_QUEUED_MESSAGES_LIMIT = 65000
+"""The largest max_queued_messages: paho's message ids run out at 65,535."""
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
+"""Bytes (topic + payload) of outgoing QoS >= 1 messages not yet acknowledged."""
+PUBLISH_TIMEOUT = 10.0
+"""Longest a QoS >= 1 send waits for room in a full queue while connected, then PublishError."""
+WARNING_SUMMARY_INTERVAL = 5.0
+"""A repeated drop or refusal is logged once, then summed up at most this often (seconds)."""
 RECONNECT_DELAY_MIN = 0.5
 RECONNECT_DELAY_MAX = 5.0
 START_WAIT_TIME = 1.0

@@ -7,13 +7,16 @@ reconnection, bad payloads survived).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import socket
 import ssl
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +46,86 @@ _LEGACY_TLS_VERSIONS = {
     getattr(ssl, name) for name in ("PROTOCOL_TLSv1", "PROTOCOL_TLSv1_1") if hasattr(ssl, name)
 }
 _SESSION_EXPIRY_PERSISTENT = 0xFFFFFFFF
+_MESSAGE = "message"
+_STATUS = "status"
+_STOP_EVENT = ("stop", None)
+_CALLBACK_BATCH = 200
+"""Events run_callbacks() handles in one call, so that its caller's timers and heartbeat are not starved."""
+_WAIT_SLICE = 0.05
+"""Seconds between checks while a send waits for room (an acknowledgement also wakes it)."""
+
+
+class PublishError(Exception):
+    """A QoS >= 1 message that was not accepted for delivery: the queue is full, or paho refused it (an extension).
+
+    ``topic`` is where it was to go, ``reason`` says why (the bound that was reached, and for how long it waited).
+    """
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"Not published on {topic}: {reason}")
+        self.topic = topic
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PublishCounters:
+    """What an App or Resource did with the messages it was asked to send (an extension).
+
+    ``published``: handed to the broker connection (any QoS). ``acknowledged``: QoS >= 1
+    messages the broker acknowledged. ``refused``: sends that raised :class:`PublishError`
+    (and echoes that could not be queued). ``dropped``: QoS 0 messages that could not be
+    sent (no connection), and QoS >= 1 messages still unacknowledged when ``stop()``
+    disconnected. ``queued``/``queued_bytes``: QoS >= 1 messages waiting for their
+    acknowledgement now.
+    """
+
+    published: int = 0
+    acknowledged: int = 0
+    refused: int = 0
+    dropped: int = 0
+    queued: int = 0
+    queued_bytes: int = 0
+
+
+class _RateLimitedWarning:
+    """Logs the first event of a kind at once, then at most one summary per interval: never a line per message."""
+
+    def __init__(self, what: str, interval: float = constants.WARNING_SUMMARY_INTERVAL) -> None:
+        self.what = what
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._window_start: float | None = None
+        self._suppressed = 0
+        self._last = ""
+
+    def event(self, logger: logging.Logger, topic: str, reason: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._window_start is None:
+                self._window_start = now
+                first = True
+            else:
+                first = False
+                self._suppressed += 1
+                self._last = f"{topic}: {reason}"
+        if first:
+            logger.warning("%s a message on %s: %s", self.what, topic, reason)
+        else:
+            self.flush(logger, now)
+
+    def flush(self, logger: logging.Logger, now: float | None = None) -> None:
+        """Write the summary of a finished interval; after a quiet one, the next event is logged at once."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._window_start is None or now - self._window_start < self.interval:
+                return
+            suppressed, last, elapsed = self._suppressed, self._last, now - self._window_start
+            self._suppressed = 0
+            self._window_start = now if suppressed else None
+        if suppressed:
+            logger.warning(
+                "%s %s more messages in the last %.0f s (the last on %s)", self.what, f"{suppressed:,}", elapsed, last
+            )
 
 
 @dataclass
@@ -158,6 +241,11 @@ class App:
         self.username: str | None = None
         self.password: str | None = None
         self.max_queued_messages: int = constants.MAX_QUEUED_MESSAGES
+        self.max_queued_bytes: int = constants.MAX_QUEUED_BYTES
+        self.publish_timeout: float = constants.PUBLISH_TIMEOUT
+        self.callbacks_in_thread = True
+        """Threaded mode: run callbacks on a thread of the library's (default), or, when False, in
+        :meth:`run_callbacks` called by the application's own loop (an extension)."""
         self.mqttclient: mqtt.Client | None = None
         self.logger = logging.getLogger(f"sgframework.{self.name}")
         self.userdata: Any = None
@@ -175,9 +263,28 @@ class App:
         """What on_broker_connectionstatus_info was last told."""
         self._loop_socket_open = False
         self._stopping = False
-        self._refused = False
+        self._connection_refused = False
         self._next_loop_connect = 0.0
         self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._callback_thread: threading.Thread | None = None
+        self._network_thread: int | None = None
+        self._in_network_loop = False
+        """Loop mode: True while paho's loop runs on this thread (a send then cannot pump the network)."""
+        self._track_acks = False
+        self._out_lock = threading.Lock()
+        self._outstanding: dict[int, int] = {}
+        """QoS >= 1 messages sent and not yet acknowledged: message id -> bytes."""
+        self._outstanding_bytes = 0
+        self._acked: deque[int] = deque()
+        """Message ids paho reported published; filled by the network thread, emptied under _out_lock."""
+        self._room = threading.Event()
+        self._published = 0
+        self._acknowledged = 0
+        self._refused = 0
+        self._dropped = 0
+        self._drop_warning = _RateLimitedWarning("Dropped")
+        self._refusal_warning = _RateLimitedWarning("Refused")
 
     # ----------------------------------------------------------------- public API
 
@@ -191,6 +298,20 @@ class App:
     def is_connected(self) -> bool:
         """``True`` while the client has a working connection to the broker (an extension)."""
         return self._connected
+
+    @property
+    def counters(self) -> PublishCounters:
+        """What happened to the messages sent so far (an extension): see :class:`PublishCounters`."""
+        with self._out_lock:
+            self._reap_acknowledgements()
+            return PublishCounters(
+                published=self._published,
+                acknowledged=self._acknowledged,
+                refused=self._refused,
+                dropped=self._dropped,
+                queued=len(self._outstanding),
+                queued_bytes=self._outstanding_bytes,
+            )
 
     def register_incoming_data(
         self,
@@ -259,13 +380,17 @@ class App:
         """
         if self.mqttclient is not None:
             self.stop()
+        self._check_bounds()
         self._use_threaded_networking = use_threaded_networking
         self._use_clean_session = use_clean_session
         self._stopping = False
         self._ready.reset()
         self._ready.settled.clear()
+        self._events = queue.SimpleQueue()
         self.mqttclient = self._create_client()
         if use_threaded_networking:
+            if self.callbacks_in_thread:
+                self._start_callback_thread()
             self._connect_async(self.mqttclient)
             self.mqttclient.loop_start()
             # Returns when ready, or when the first attempt failed (the client keeps trying).
@@ -284,14 +409,49 @@ class App:
         if self._use_threaded_networking:
             self.logger.warning("loop() does nothing when using threaded networking")
             return
-        if not self._loop_socket_open and not self._loop_try_connect(client):
+        if self._loop_socket_open or self._loop_try_connect(client):
+            self._run_network_loop(client, self.timeout)
+        self._run_pending_callbacks()
+
+    def run_callbacks(self, timeout: float) -> None:
+        """Run the callbacks of the messages and status changes that arrived (an extension).
+
+        For threaded networking with ``callbacks_in_thread = False``: the application's
+        own loop calls this, so that callbacks run on its thread while paho's thread
+        keeps the network going. Waits up to ``timeout`` seconds for the first event,
+        then runs at most a batch of those already waiting.
+        """
+        try:
+            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
+        except queue.Empty:
+            self._flush_warnings()
             return
-        rc = client.loop(timeout=self.timeout)
+        self._deliver(event)
+        self._run_pending_callbacks(_CALLBACK_BATCH)
+
+    def _run_network_loop(self, client: mqtt.Client, timeout: float) -> None:
+        """Loop mode: one round of paho's network loop; its callbacks only queue events."""
+        self._in_network_loop = True
+        try:
+            rc = client.loop(timeout=timeout)
+        finally:
+            self._in_network_loop = False
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping:
             self._loop_socket_open = False
             self._schedule_loop_reconnect()
             if self._connected:  # else _on_disconnect has already reported it
                 self._mark_disconnected(f"network loop: {mqtt.error_string(rc)}")
+
+    def _run_pending_callbacks(self, limit: int | None = None) -> None:
+        handled = 0
+        while limit is None or handled < limit:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self._deliver(event)
+            handled += 1
+        self._flush_warnings()
 
     def stop(self) -> None:
         """Disconnect from the broker, after a resource's presence ``False`` is acknowledged."""
@@ -300,6 +460,8 @@ class App:
         was_connected = self._connected
         try:
             if self._connected:
+                # Data first, then the goodbye: presence False comes after everything sent before stop().
+                self._wait_until(client, lambda: not self._outstanding, constants.STOP_WAIT_TIME)
                 self._publish_goodbye(client)
             client.disconnect()
             if self._use_threaded_networking:
@@ -309,8 +471,10 @@ class App:
             self._loop_socket_open = False
             self.mqttclient = None
             self._ready.reset()
+            self._forget_unacknowledged()
+            self._stop_callback_thread()
         if was_connected:
-            self._notify_connection_status(False)
+            self._deliver_status(False)
 
     def get_descriptive_ascii_art(self) -> str:
         """Return a multi-line overview of the registered incoming and outgoing topics."""
@@ -363,7 +527,10 @@ class App:
         self.logger.addFilter(_PAHO_NOISE)
         client.enable_logger(self.logger)
         client.on_socket_open = self._on_socket_open
-        client.max_queued_messages_set(self.max_queued_messages)
+        client.max_queued_messages_set(0)  # the bound is ours (_publish_reliably), with a clear refusal
+        self._track_acks = self.qos > 0
+        if self._track_acks:
+            client.on_publish = self._on_publish
         client.reconnect_delay_set(constants.RECONNECT_DELAY_MIN, constants.RECONNECT_DELAY_MAX)
         if self.certificate_directory is not None:
             client.tls_set_context(self._create_tls_context())
@@ -414,18 +581,182 @@ class App:
         self._next_loop_connect = time.monotonic() + self._loop_connect_delay
         self._loop_connect_delay = min(self._loop_connect_delay * 2, constants.RECONNECT_DELAY_MAX)
 
-    def _publish(self, topic: str, payload: str, retain: bool = False) -> mqtt.MQTTMessageInfo:
+    def _publish(self, topic: str, payload: str, retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+        """Publish a user's message: QoS 0 is sent or counted as dropped; QoS >= 1 is queued or refused."""
         client = self.mqttclient
         if client is None:
             raise ValueError(f"{self.name}: start() the {self._KIND.lower()} before publishing")
-        info = client.publish(topic, payload, qos=self.qos, retain=retain)
-        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-            self.logger.warning(
-                "Dropped %s: %d messages already wait for the broker", topic, self.max_queued_messages
-            )
-        elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self.qos == 0:
-            self.logger.warning("Dropped %s: not connected to the broker and qos is 0", topic)
+        qos = self.qos
+        if qos > 0:
+            return self._publish_reliably(client, topic, payload, qos, retain)
+        info = client.publish(topic, payload, qos=0, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            with self._out_lock:
+                self._published += 1
+                if len(self._acked) > 1024:  # acknowledgements tracked since an earlier qos >= 1
+                    self._reap_acknowledgements()
+            return info
+        with self._out_lock:
+            self._dropped += 1
+        why = "not connected to the broker and qos is 0" if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN else (
+            mqtt.error_string(info.rc)
+        )
+        self._drop_warning.event(self.logger, topic, why)
         return info
+
+    def _publish_reliably(
+        self, client: mqtt.Client, topic: str, payload: str, qos: int, retain: bool
+    ) -> mqtt.MQTTMessageInfo:
+        """Queue a QoS >= 1 message within the bounds, waiting for room while connected; else PublishError."""
+        size = len(topic) + len(payload.encode() if isinstance(payload, str) else payload)
+        if not self._track_acks:
+            self._track_acks = True  # qos was raised after start()
+            client.on_publish = self._on_publish
+        deadline: float | None = None
+        while True:
+            self._room.clear()
+            with self._out_lock:
+                self._reap_acknowledgements()
+                full = self._queue_full_for(size)
+                if full is None:
+                    info = client.publish(topic, payload, qos=qos, retain=retain)
+                    if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                        self._outstanding[info.mid] = size  # NO_CONN: paho keeps it for the reconnect
+                        self._outstanding_bytes += size
+                        self._published += 1
+                        return info
+            if full is None:
+                raise self._refusal(topic, f"paho refused it ({mqtt.error_string(info.rc)})")
+            if not self._connected:
+                raise self._refusal(topic, f"{full}, and the client is not connected to the broker")
+            if not self._can_wait_for_room():
+                raise self._refusal(topic, f"{full}, and this thread runs the network, so it cannot wait for room")
+            now = time.monotonic()
+            deadline = now + self.publish_timeout if deadline is None else deadline
+            if now >= deadline:
+                raise self._refusal(
+                    topic, f"{full}, and no room was made within publish_timeout = {self.publish_timeout:g} s"
+                )
+            self._wait_for_room(client, min(deadline - now, _WAIT_SLICE))
+
+    def _queue_full_for(self, size: int) -> str | None:
+        """Why one more message of ``size`` bytes does not fit (under _out_lock), or None."""
+        waiting = len(self._outstanding)
+        if waiting >= self.max_queued_messages:
+            return f"{waiting:,} messages already wait for the broker's acknowledgement (max_queued_messages)"
+        if waiting and self._outstanding_bytes + size > self.max_queued_bytes:
+            return (
+                f"{self._outstanding_bytes:,} bytes already wait for the broker's acknowledgement "
+                f"(max_queued_bytes = {self.max_queued_bytes:,})"
+            )
+        return None
+
+    def _reap_acknowledgements(self) -> None:
+        """Take the acknowledgements the network thread reported off the queue (under _out_lock)."""
+        acked, outstanding = self._acked, self._outstanding
+        while acked:
+            size = outstanding.pop(acked.popleft(), None)
+            if size is not None:
+                self._outstanding_bytes -= size
+                self._acknowledged += 1
+
+    def _can_wait_for_room(self) -> bool:
+        if self._use_threaded_networking:
+            return threading.get_ident() != self._network_thread
+        return not self._in_network_loop
+
+    def _wait_for_room(self, client: mqtt.Client, timeout: float) -> None:
+        """Threaded: paho's thread wakes us with an acknowledgement. Loop mode: drive the network ourselves."""
+        if self._use_threaded_networking:
+            self._room.wait(timeout)
+        else:
+            self._run_network_loop(client, timeout)
+
+    def _wait_until(self, client: mqtt.Client, done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._connected and time.monotonic() < deadline:
+            self._room.clear()
+            with self._out_lock:
+                self._reap_acknowledgements()
+                if done():
+                    return
+            if not self._can_wait_for_room():
+                return
+            self._wait_for_room(client, min(deadline - time.monotonic(), _WAIT_SLICE))
+
+    def _forget_unacknowledged(self) -> None:
+        """At stop(): what the broker never acknowledged is lost; count it and say so."""
+        with self._out_lock:
+            self._reap_acknowledgements()
+            lost = len(self._outstanding)
+            self._dropped += lost
+            self._outstanding.clear()
+            self._outstanding_bytes = 0
+            self._acked.clear()
+        if lost:
+            self.logger.warning("%d QoS >= 1 message(s) were not acknowledged by the broker before stop(): lost", lost)
+
+    def _refusal(self, topic: str, reason: str) -> PublishError:
+        with self._out_lock:
+            self._refused += 1
+        self._refusal_warning.event(self.logger, topic, reason)
+        return PublishError(topic, reason)
+
+    def _flush_warnings(self) -> None:
+        now = time.monotonic()
+        self._drop_warning.flush(self.logger, now)
+        self._refusal_warning.flush(self.logger, now)
+
+    def _check_bounds(self) -> None:
+        limit = constants.MAX_QUEUED_MESSAGES_LIMIT
+        if not isinstance(self.max_queued_messages, int) or not 1 <= self.max_queued_messages <= limit:
+            raise ValueError(
+                f"max_queued_messages must be a whole number from 1 to {limit:,} (paho's message ids run out at "
+                f"65,535), not {self.max_queued_messages!r}"
+            )
+        if not isinstance(self.max_queued_bytes, int) or self.max_queued_bytes < 1:
+            raise ValueError(f"max_queued_bytes must be a positive whole number, not {self.max_queued_bytes!r}")
+        if not isinstance(self.publish_timeout, int | float) or self.publish_timeout < 0:
+            raise ValueError(f"publish_timeout must be a number of seconds >= 0, not {self.publish_timeout!r}")
+
+    # --------------------------------------------------------- callbacks
+
+    def _start_callback_thread(self) -> None:
+        events = self._events
+        self._callback_thread = threading.Thread(
+            target=self._run_callback_thread, args=(events,), name=f"sgframework-{self.name}-callbacks", daemon=True
+        )
+        self._callback_thread.start()
+
+    def _run_callback_thread(self, events: queue.SimpleQueue[tuple[str, Any]]) -> None:
+        while True:
+            try:
+                event = events.get(timeout=1.0)
+            except queue.Empty:
+                self._flush_warnings()
+                continue
+            if event is _STOP_EVENT:
+                return
+            self._deliver(event)
+            self._flush_warnings()
+
+    def _stop_callback_thread(self) -> None:
+        thread, self._callback_thread = self._callback_thread, None
+        if thread is None:
+            return
+        self._events.put(_STOP_EVENT)
+        if thread is not threading.current_thread():
+            thread.join(constants.STOP_WAIT_TIME)
+
+    def _deliver(self, event: tuple[str, Any]) -> None:
+        kind, value = event
+        if kind == _MESSAGE:
+            try:
+                self._handle_message(value)
+            except Exception:
+                self.logger.exception("Error while handling a message on %r", value.topic)
+        elif kind == _STATUS:
+            self._deliver_status(value)
 
     def _require_started(self, method: str) -> mqtt.Client:
         if self.mqttclient is None:
@@ -440,15 +771,16 @@ class App:
         try:
             if reason.is_failure:
                 self._remember_connect_failure(f"the broker refused the connection: {reason}")
-                self._refused = True
+                self._connection_refused = True
                 self._mark_disconnected(None)
                 return
+            self._network_thread = threading.get_ident()
             self.last_connection_error = None
             self._connected = True
             self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
             self.logger.info("Connected to the broker at %s:%s", self.host, self.port)
-            # on_publish only while the announcements are in flight: paho's per-message
-            # callback machinery halves QoS 0 throughput (docs/benchmarks.md).
+            # With qos 0, on_publish only while the announcements are in flight: paho's
+            # per-message callback machinery costs QoS 0 throughput (docs/benchmarks.md).
             client.on_publish = self._on_publish
             self._ready.begin()
             self._subscribe_all(client)
@@ -472,7 +804,7 @@ class App:
             if not self._connected:
                 # Closed before a successful CONNACK: a refusal already said why;
                 # otherwise the broker hung up, e.g. a TLS listener and no TLS.
-                if not self._refused:
+                if not self._connection_refused:
                     hint = (
                         "if it expects TLS, set certificate_directory"
                         if self.certificate_directory is None
@@ -483,7 +815,7 @@ class App:
                         f"the broker at {self.host}:{self.port} closed the connection before accepting it "
                         f"({reason}); {hint}; see the broker's log"
                     )
-                self._refused = False
+                self._connection_refused = False
                 self._ready.reset()
                 return
             detail = None if reason == 0 else f"disconnected from the broker: {reason}"
@@ -507,24 +839,21 @@ class App:
             self._became_ready(client)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._acked.append(mid)
+        self._room.set()
         if self._ready.done(mid):
             self._became_ready(client)
 
     def _became_ready(self, client: mqtt.Client) -> None:
         """Subscriptions and announcements of this connection are acknowledged: tell the user."""
-        try:
+        if not self._track_acks:
             client.on_publish = None
-            self._notify_connection_status(True)
-        except Exception:
-            self.logger.exception("Error while completing the connection to the broker")
-        finally:
-            self._ready.settled.set()  # after the callback: start() returns with the user told
+        self._notify_connection_status(True)
+        if self._use_threaded_networking and not self.callbacks_in_thread:
+            self._ready.settled.set()  # the application runs the callback later, in run_callbacks()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            self._handle_message(message)
-        except Exception:
-            self.logger.exception("Error while handling a message on %r", message.topic)
+        self._events.put((_MESSAGE, message))  # user callbacks never run on paho's network loop
 
     # ---------------------------------------------------------------- helpers
 
@@ -570,17 +899,25 @@ class App:
         self._after_callback(item, payload, result)
 
     def _notify_connection_status(self, connected: bool) -> None:
+        """Queue a connection change for the thread that runs the callbacks."""
+        self._events.put((_STATUS, connected))
+
+    def _deliver_status(self, connected: bool) -> None:
         """Call the user's callback on a change: True once ready, False only after a True."""
-        if connected == self._reported_connected:
-            return
-        self._reported_connected = connected
-        callback = self.on_broker_connectionstatus_info
-        if callback is None:
-            return
         try:
-            callback(self, connected)
-        except Exception:
-            self.logger.exception("on_broker_connectionstatus_info raised an exception")
+            if connected == self._reported_connected:
+                return
+            self._reported_connected = connected
+            callback = self.on_broker_connectionstatus_info
+            if callback is None:
+                return
+            try:
+                callback(self, connected)
+            except Exception:
+                self.logger.exception("on_broker_connectionstatus_info raised an exception")
+        finally:
+            if connected:
+                self._ready.settled.set()  # after the callback: a threaded start() returns with the user told
 
     def _mark_disconnected(self, detail: str | None) -> None:
         was_connected = self._connected
@@ -642,10 +979,11 @@ class Resource(App):
     def announced_topics(self) -> list[str]:
         """Every ``commandavailable``/``dataavailable`` topic this resource announces (an extension)."""
         with self._state_lock:
-            commands = [item.signalname for item in self._inputs.values() if item.messagetype == PREFIX_COMMAND]
-            outputs = list(self._outputs)
-        return [build_topic(PREFIX_COMMANDAVAILABLE, self.name, s) for s in commands] + [
-            build_topic(PREFIX_DATAAVAILABLE, self.name, s) for s in outputs
+            commands = [item for item in self._inputs.values() if item.messagetype == PREFIX_COMMAND]
+            data = dict.fromkeys([item.signalname for item in commands if item.echo] + list(self._outputs))
+        # An echo is data: like the original, an echoed command is announced on dataavailable/ too.
+        return [build_topic(PREFIX_COMMANDAVAILABLE, self.name, item.signalname) for item in commands] + [
+            build_topic(PREFIX_DATAAVAILABLE, self.name, signal) for signal in data
         ]
 
     def register_incoming_command(
@@ -740,10 +1078,10 @@ class Resource(App):
 
     def _defaults(self) -> list[tuple[str, str, bool]]:
         with self._state_lock:
-            commands = [
+            commands = [  # as the original: a command's default is its echo's initial value, so echoed only
                 (build_topic(PREFIX_DATA, self.name, item.signalname), item.defaultvalue, item.send_echo_as_retained)
                 for item in self._inputs.values()
-                if item.messagetype == PREFIX_COMMAND and item.defaultvalue is not None
+                if item.messagetype == PREFIX_COMMAND and item.echo and item.defaultvalue is not None
             ]
             data = [
                 (build_topic(PREFIX_DATA, self.name, out.signalname), out.defaultvalue, out.send_data_as_retained)
@@ -753,14 +1091,16 @@ class Resource(App):
         return commands + data  # type: ignore[return-value]
 
     def _publish_goodbye(self, client: mqtt.Client) -> None:
-        info = client.publish(self.presence_topic, PAYLOAD_FALSE, qos=self.qos, retain=True)
+        # QoS 1 whatever qos is, as the original: the goodbye must arrive, and stop() waits for it.
+        info = client.publish(self.presence_topic, PAYLOAD_FALSE, qos=1, retain=True)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return
-        deadline = time.monotonic() + constants.STOP_WAIT_TIME
         if self._use_threaded_networking:
-            info.wait_for_publish(constants.STOP_WAIT_TIME)
+            if self._can_wait_for_room():
+                info.wait_for_publish(constants.STOP_WAIT_TIME)
             return
-        while not info.is_published() and time.monotonic() < deadline:
+        deadline = time.monotonic() + constants.STOP_WAIT_TIME
+        while not info.is_published() and time.monotonic() < deadline and not self._in_network_loop:
             if client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
 
@@ -771,7 +1111,9 @@ class Resource(App):
         with self._state_lock:
             if item.defaultvalue is not None:
                 item.defaultvalue = echo
-        self._publish(build_topic(PREFIX_DATA, self.name, item.signalname), echo, retain=item.send_echo_as_retained)
+        topic = build_topic(PREFIX_DATA, self.name, item.signalname)
+        with contextlib.suppress(PublishError):  # counted as refused and logged, rate-limited: no caller to tell
+            self._publish(topic, echo, retain=item.send_echo_as_retained)
 
     def _announce_if_connected(self, topic: str) -> None:
         client = self.mqttclient

@@ -41,7 +41,7 @@ SNAPSHOT: dict[str, Any] = {
     "resources": {
         "taxisign": {
             "state": "running", "restarts": 2, "pid": 4300, "uptime": 45, "cpu": 0.3,
-            "memory": 21.44, "error": "exit code 1", "connected": True,
+            "memory": 21.44, "error": "exit code 1", "connected": True, "dropped": 1204, "refused": 3,
         },
         "climate": {
             "state": "fatal", "restarts": 5, "pid": None, "uptime": 0, "cpu": 0.0,
@@ -432,9 +432,13 @@ def test_format_status() -> None:
     assert lines[0] == "host gw1  pid 4242  sghost 0.1.0  up 3h12m  broker connected: yes"
     assert lines[1] == "manifest /etc/sghost/hostconfig.toml"
     header = next(line for line in lines if line.startswith("RESOURCE"))
-    assert header.split() == ["RESOURCE", "STATE", "PID", "RESTARTS", "UPTIME", "CPU", "MEMORY", "LAST", "ERROR"]
+    assert header.split() == [
+        "RESOURCE", "STATE", "PID", "RESTARTS", "UPTIME", "CPU", "MEMORY", "DROPPED", "REFUSED", "LAST", "ERROR"
+    ]
     taxisign = next(line for line in lines if line.startswith("taxisign"))
-    assert taxisign.split() == ["taxisign", "running", "4300", "2", "45s", "0.3%", "21.4", "MiB", "exit", "code", "1"]
+    assert taxisign.split() == [
+        "taxisign", "running", "4300", "2", "45s", "0.3%", "21.4", "MiB", "1,204", "3", "exit", "code", "1"
+    ]
     climate = next(line for line in lines if line.startswith("climate"))
     # no process: no pid, uptime, CPU or memory; the error on one line
     assert climate.split()[:7] == ["climate", "fatal", "-", "5", "-", "-", "-"]

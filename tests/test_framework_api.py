@@ -190,6 +190,7 @@ def test_threaded_start_announces_presence_availability_and_defaults(
     resource = made(Resource, name, broker)
     resource.register_incoming_command("lamp", Calls(), defaultvalue="off")
     resource.register_incoming_command("nodefault", Calls())
+    resource.register_incoming_command("silent", Calls(), echo=False, defaultvalue="quiet")
     resource.register_outgoing_data("temperature", defaultvalue=21.5)
     resource.register_outgoing_data("humidity")
     status = StatusCalls()
@@ -205,10 +206,16 @@ def test_threaded_start_announces_presence_availability_and_defaults(
         f"resourceavailable/{name}/presence": "True",
         f"commandavailable/{name}/lamp": "True",
         f"commandavailable/{name}/nodefault": "True",
+        f"commandavailable/{name}/silent": "True",
+        # An echo is data: the original announces an echoed command on dataavailable/ too.
+        f"dataavailable/{name}/lamp": "True",
+        f"dataavailable/{name}/nodefault": "True",
         f"dataavailable/{name}/temperature": "True",
         f"dataavailable/{name}/humidity": "True",
     }
     assert recorder.on(f"data/{name}/humidity") == [] and recorder.on(f"data/{name}/nodefault") == []
+    # ... and, as the original, publishes a command's default only as the initial value of its echo.
+    assert recorder.on(f"data/{name}/silent") == []
     assert resource.presence_topic == f"resourceavailable/{name}/presence"
     assert sorted(resource.announced_topics) == sorted(
         t for t in retained(broker, f"+/{name}/+") if not t.startswith("resourceavailable")

@@ -62,8 +62,11 @@ def test_sigkilled_resource_is_restarted_and_its_capabilities_go_false_then_true
     beta_pid = resource_pid(recorder, "sghost", "beta")
     psutil.Process(pid).kill()
     lost = recorder.wait_for("commandavailable/alpha/ping", "False", after=first.at)
+    # The echo of ping is data, announced like the original does, and withdrawn with the process.
+    recorder.wait_for("dataavailable/alpha/ping", "False", after=first.at)
     recorder.wait_for("resourceavailable/alpha/presence", "False", after=first.at)
     recorder.wait_for("commandavailable/alpha/ping", "True", after=lost.at)
+    recorder.wait_for("dataavailable/alpha/ping", "True", after=lost.at)
     recorder.wait_for("resourceavailable/alpha/presence", "True", after=lost.at)
     recorder.wait_for("data/sghost/alpha_restarts", "1")
     recorder.wait_for("data/sghost/alpha_error", "killed by SIGKILL")

@@ -148,7 +148,7 @@ def test_registered_plugin_offers_its_types() -> None:
     info = registry.register(sghost_test_plugins, "testplugins")
     assert info.error is None
     assert info.source == "registered"
-    assert info.types == ["echoer", "crasher", "exiter", "hanger", "hog", "counter"]
+    assert info.types == ["echoer", "crasher", "exiter", "hanger", "hog", "counter", "flooder"]
     kind = registry.get("echoer")
     assert kind.plugin == "testplugins"
     assert kind.setup is sghost_test_plugins.setup_echoer
@@ -474,4 +474,4 @@ def test_hog_and_hanger_register(test_types: PluginRegistry) -> None:
     assert 35 < grown_mb < 55
     hanger = ResourceContext("hanger", {}, Resource("hanger", "127.0.0.1"))
     test_types.get("hanger").setup(hanger)
-    assert hanger.resource.announced_topics == ["commandavailable/hanger/hang"]
+    assert hanger.resource.announced_topics == ["commandavailable/hanger/hang", "dataavailable/hanger/hang"]

@@ -5,7 +5,8 @@ of the retained ``data/<host>/health``)::
 
     {"host": str, "version": str, "pid": int, "manifest": str, "uptime": int,
      "cpu": float, "memory": float, "memory_available_mb": int, "broker_connected": bool,
-     "resources": {name: {"state", "restarts", "pid", "uptime", "cpu", "memory", "error", "connected"}}}
+     "resources": {name: {"state", "restarts", "pid", "uptime", "cpu", "memory", "error",
+                          "dropped", "refused", "queued", "connected"}}}
 
 Missing keys are shown as ``-``, so documents of older or newer versions still print.
 """
@@ -16,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 NONE = "-"
-STATUS_COLUMNS = ("RESOURCE", "STATE", "PID", "RESTARTS", "UPTIME", "CPU", "MEMORY", "LAST ERROR")
+STATUS_COLUMNS = (
+    "RESOURCE", "STATE", "PID", "RESTARTS", "UPTIME", "CPU", "MEMORY", "DROPPED", "REFUSED", "LAST ERROR",
+)
 ACTIVE_STATES = ("starting", "running", "stopping")
 """States in which a resource has a process, so uptime, CPU and memory mean something."""
 
@@ -66,6 +69,10 @@ def _memory(value: Any) -> str:
     return NONE if number is None else f"{number:.1f} MiB"
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else NONE
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns two spaces apart; the last column is not padded."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
@@ -77,7 +84,11 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def resource_row(name: str, values: Mapping[str, Any]) -> list[str]:
-    """One resource as the status table shows it (RESOURCE .. LAST ERROR)."""
+    """One resource as the status table shows it (RESOURCE .. LAST ERROR).
+
+    DROPPED and REFUSED count the messages the resource could not send (QoS 0
+    dropped, QoS >= 1 refused with ``PublishError``) since sghost started.
+    """
     state = str(values.get("state") or NONE)
     active = state in ACTIVE_STATES
     return [
@@ -88,6 +99,8 @@ def resource_row(name: str, values: Mapping[str, Any]) -> list[str]:
         format_duration(values.get("uptime")) if active else NONE,
         _cpu(values.get("cpu")) if active else NONE,
         _memory(values.get("memory")) if active else NONE,
+        _count(values.get("dropped")),
+        _count(values.get("refused")),
         format_error(values.get("error")),
     ]
 

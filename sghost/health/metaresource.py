@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sgframework import Resource
+from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
 from sghost.process import events
@@ -33,7 +33,7 @@ from sghost.process.child import build_resource
 from sghost.process.lines import LineSplitter
 from sghost.process.spec import ChildSpec
 
-FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error")
+FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error", "dropped", "refused")
 HEALTH_SIGNAL = "health"
 log = logging.getLogger("sghost.metaresource")
 
@@ -100,13 +100,14 @@ class HealthPublisher:
         if signal not in self._registered:
             self._registered.add(signal)
             self.resource.register_outgoing_data(signal, defaultvalue=payload, send_data_as_retained=True)
-            if self.resource.is_connected:
-                self.resource.send_data(signal, payload)
-            return
+            if not self.resource.is_connected:
+                return  # the default is published at the connection
         if self.resource.mqttclient is None:
             return
         try:
             self.resource.send_data(signal, payload)
+        except PublishError:
+            pass  # counted and logged by sgframework; the retained default is sent again at the reconnect
         except ValueError as error:
             log.debug("health %s not sent: %s", signal, error)
 

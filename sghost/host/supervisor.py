@@ -49,6 +49,8 @@ STATE_FIELDS = ("state", "restarts", "pid", "error")
 DOCUMENT_DELAY = 0.05
 """Seconds by which state changes are gathered into one new ``health`` document."""
 SAMPLED_FIELDS = ("uptime", "cpu", "memory")
+DOCUMENT_ONLY = ("connected", "queued")
+"""In a resource's entry of the health document, but not published as ``<res>_<field>`` topics."""
 EXIT_OK = 0
 EXIT_FAILURE = 1
 RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta"}
@@ -593,6 +595,9 @@ class Supervisor:
             "cpu": round(cpu, 1),
             "memory": round(memory, 1),
             "error": watcher.last_error,
+            "dropped": watcher.counted("dropped"),
+            "refused": watcher.counted("refused"),
+            "queued": watcher.queued,
             "connected": watcher.connected,
         }
 
@@ -632,7 +637,7 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     A retained empty payload would delete the topic, so "no process" is pid
     ``0`` and "no error" is ``none``.
     """
-    fields = {key: values[key] for key in values if key != "connected"}
+    fields = {key: values[key] for key in values if key not in DOCUMENT_ONLY}
     fields["pid"] = values["pid"] or 0
     fields["error"] = values["error"] or "none"
     return fields

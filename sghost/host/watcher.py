@@ -27,6 +27,8 @@ STOPPING = "stopping"
 STOPPED = "stopped"
 FATAL = "fatal"
 STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL)
+COUNTED = ("dropped", "refused")
+"""Publish counters kept per resource across its restarts (from the child's ``counters`` events)."""
 
 log = logging.getLogger("sghost")
 
@@ -72,6 +74,11 @@ class Watcher:
         self._reported_error: str | None = None
         self._memory_strikes = 0
         self.tracker = self._new_tracker()
+        self._counted_before: dict[str, int] = dict.fromkeys(COUNTED, 0)
+        """The publish counters of this resource's ended processes."""
+        self._counted_now: dict[str, int] = dict.fromkeys(COUNTED, 0)
+        self.queued = 0
+        """QoS >= 1 messages the running process has waiting for the broker's acknowledgement."""
 
     # ------------------------------------------------------------- commands
 
@@ -162,6 +169,9 @@ class Watcher:
         elif kind == events.DISCONNECTED:
             self.connected = False
             self.host.state_changed(self)
+        elif kind == events.COUNTERS:
+            self._counted_now = {key: _count(event.get(key)) for key in COUNTED}
+            self.queued = _count(event.get("queued"))
         elif kind in (events.CONNECT_ERROR, events.PLUGIN_ERROR):
             self._reported_error = str(event.get("text", ""))
             self._record_error(self._describe_reported(kind))
@@ -183,6 +193,7 @@ class Watcher:
             log.warning("[%s] pid %s ended after %.1f s: %s", self.name, self.pid, ran_for, how)
         self.pid = None
         self.connected = False
+        self._count_ended_process()
         if self.announced:
             self.host.capabilities_lost(self, self.announced)
         self._after_end(status, ran_for)
@@ -199,6 +210,16 @@ class Watcher:
         self._memory_strikes = self._memory_strikes + 1 if rss_mb > limit else 0
         if self._memory_strikes >= 2:
             self.kill_for(f"memory: {rss_mb:.0f} MiB above max_memory_mb {limit:g}")
+
+    def counted(self, key: str) -> int:
+        """Messages ``dropped`` or ``refused`` by this resource since sghost started, over all its processes."""
+        return self._counted_before[key] + self._counted_now[key]
+
+    def _count_ended_process(self) -> None:
+        for key in COUNTED:
+            self._counted_before[key] += self._counted_now[key]
+        self._counted_now = dict.fromkeys(COUNTED, 0)
+        self.queued = 0
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at if self.pid is not None else 0.0
@@ -283,3 +304,8 @@ class Watcher:
         return RestartTracker(
             policy.restart, policy.backoff_initial, policy.backoff_max, policy.max_restarts, policy.restart_window
         )
+
+
+def _count(value: Any) -> int:
+    """A counter from a child's event: a non-negative int, anything else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -1,9 +1,12 @@
 """The life of one resource process: build its Resource, run its plugin, loop, stop cleanly.
 
-Runs in a process forked from the zygote. The main loop drives the MQTT
-network (``Resource.loop()``), the plugin's periodic tasks and the heartbeat,
-all on one thread: a callback that hangs stops the heartbeat, so the
-supervisor's watchdog sees the hang even though the process is alive.
+Runs in a process forked from the zygote. paho's network thread keeps the
+connection going (socket I/O, acknowledgements); the main loop runs the MQTT
+callbacks (``Resource.run_callbacks()``), the plugin's periodic tasks and the
+heartbeat, all on one thread: a callback that hangs stops the heartbeat, so the
+supervisor's watchdog sees the hang even though the process is alive, and a
+callback that sends much can wait for the broker's acknowledgements, which
+arrive on the network thread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from sghost.process.exitcodes import EXIT_BROKER_REFUSED, EXIT_OK, EXIT_PLUGIN_E
 from sghost.process.spec import ChildSpec
 
 LOOP_TIMEOUT = 0.25
+COUNTERS_INTERVAL = 0.5
+"""Seconds between reports of the publish counters to the supervisor; nothing is sent while they stay the same."""
 
 PROTOCOLS = {"MQTTv31": mqtt.MQTTv31, "MQTTv311": mqtt.MQTTv311, "MQTTv5": mqtt.MQTTv5}
 
@@ -56,6 +61,9 @@ def build_resource(spec: ChildSpec) -> Resource:
     resource.password = spec.password
     resource.tls_insecure = spec.tls_insecure
     resource.timeout = LOOP_TIMEOUT
+    if spec.watchdog > 0:
+        # A send waiting for room must give up before the watchdog takes it for a hang.
+        resource.publish_timeout = min(resource.publish_timeout, spec.watchdog / 2)
     return resource
 
 
@@ -90,8 +98,9 @@ def _run_loop(
 ) -> int:
     reporter = _ConnectionReporter(channel)
     resource.on_broker_connectionstatus_info = reporter.status_changed
+    resource.callbacks_in_thread = False  # the loop below runs them, between timers and heartbeats
     try:
-        resource.start(use_threaded_networking=False)
+        resource.start(use_threaded_networking=True)
     except (OSError, ValueError) as error:
         text = f"cannot start the MQTT client: {one_line(error)}"
         logging.getLogger(spec.name).error("%s", text)
@@ -100,15 +109,16 @@ def _run_loop(
     context.start_threads()
     heartbeat_interval = spec.heartbeat_interval
     next_heartbeat = 0.0
+    counters = _CountersReporter(channel)
     exit_code = EXIT_OK
     while not stop.requested:
         until_timer = context.run_due_timers()
-        resource.timeout = LOOP_TIMEOUT if until_timer is None else max(0.0, min(LOOP_TIMEOUT, until_timer))
-        resource.loop()
+        resource.run_callbacks(LOOP_TIMEOUT if until_timer is None else max(0.0, min(LOOP_TIMEOUT, until_timer)))
         now = time.monotonic()
         if heartbeat_interval is not None and now >= next_heartbeat:
             channel.send(events.HEARTBEAT)
             next_heartbeat = now + heartbeat_interval
+        counters.report_if_due(resource, now)
         if reporter.check_refused(resource):
             exit_code = EXIT_BROKER_REFUSED
             break
@@ -118,7 +128,34 @@ def _run_loop(
             break
     context.run_cleanups()
     resource.stop()
+    counters.report(resource)
     return exit_code
+
+
+class _CountersReporter:
+    """Sends the resource's publish counters to the supervisor when they changed, at most every 0.5 s."""
+
+    def __init__(self, channel: events.EventWriter) -> None:
+        self.channel = channel
+        self.sent: dict[str, int] = {}
+        self.next_check = 0.0
+
+    def report_if_due(self, resource: Resource, now: float) -> None:
+        if now >= self.next_check:
+            self.next_check = now + COUNTERS_INTERVAL
+            self.report(resource)
+
+    def report(self, resource: Resource) -> None:
+        counters = resource.counters
+        values = {
+            "published": counters.published,
+            "refused": counters.refused,
+            "dropped": counters.dropped,
+            "queued": counters.queued,
+        }
+        if values != self.sent:
+            self.sent = values
+            self.channel.send(events.COUNTERS, **values)
 
 
 class _ConnectionReporter:

@@ -2,7 +2,9 @@
 
 Kinds: ``ready`` (setup done, ``topics`` = announced capability topics),
 ``heartbeat``, ``connected``, ``disconnected``, ``connect_error`` (``text``),
-``plugin_error`` (``text``: the exception's one-line text); from the
+``plugin_error`` (``text``: the exception's one-line text), ``counters``
+(``published``, ``refused``, ``dropped``, ``queued``: the resource's publish
+counters since its process started, sent when they change); from the
 meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command).
 """
 
@@ -18,6 +20,7 @@ CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 CONNECT_ERROR = "connect_error"
 PLUGIN_ERROR = "plugin_error"
+COUNTERS = "counters"
 REMOTE = "remote"
 
 

@@ -13,6 +13,8 @@ exiter      after ``after`` s (0.5) calls ``os._exit(code)`` (3), via ``context.
 hanger      command ``hang``: the callback blocks forever (for the watchdog)
 hog         every 0.2 s allocates 20 MB more, up to ``mb`` MB (300)
 counter     outgoing data ``count``: 1, 2, 3, ... every ``interval`` s (1.0)
+flooder     command ``flood`` N: sends 1..N on ``data/<name>/n`` from the callback;
+            echoes ``sent S refused R`` (R: sends that raised PublishError)
 ==========  =======================================================================
 """
 
@@ -93,6 +95,25 @@ def setup_counter(context: ResourceContext) -> None:
     context.every(interval, tick)
 
 
+def setup_flooder(context: ResourceContext) -> None:
+    """Command ``flood``: send as many messages as asked, back to back, from inside the callback."""
+    from sgframework import PublishError
+
+    context.resource.register_outgoing_data("n")
+
+    def on_flood(resource: Any, messagetype: str, servicename: str, signalname: str, payload: str) -> str:
+        sent = refused = 0
+        for number in range(1, int(payload) + 1):
+            try:
+                resource.send_data("n", number)
+                sent += 1
+            except PublishError:
+                refused += 1
+        return f"sent {sent} refused {refused}"
+
+    context.resource.register_incoming_command("flood", on_flood)
+
+
 def _check_exiter(settings: Any) -> list[str]:
     problems = []
     if not isinstance(settings.get("after", 0.5), int | float):
@@ -111,3 +132,4 @@ def register_resource_types(register: Register) -> None:
     register("hanger", setup_hanger, description="command hang blocks forever")
     register("hog", setup_hog, description="grows its memory")
     register("counter", setup_counter, description="data count, every interval")
+    register("flooder", setup_flooder, description="command flood N sends N messages from its callback")
