@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hostharness import HostProcess, manifest_text, run_cli
-
 from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
