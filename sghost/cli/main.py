@@ -11,6 +11,8 @@ from typing import Any
 
 from sghost import __version__
 from sghost.cli.certs import add_certs_parser
+from sghost.cli.newplugin import add_new_plugin_parser
+from sghost.cli.run import add_run_parser
 from sghost.config.checked import load_checked, load_registry
 from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
 from sghost.plugins import format_plugins
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed resource plugins")
     plugins.set_defaults(handler=_plugins)
     add_certs_parser(commands)
+    add_new_plugin_parser(commands)
+    add_run_parser(commands)
     _add_control_commands(commands)
     return parser
 

@@ -1,7 +1,8 @@
 """The zygote: a preloaded fork server that starts every resource process.
 
-The supervisor forks the zygote before it starts any thread. The zygote
-imports paho, sgframework and the plugins once, freezes its heap for
+The supervisor imports the plugins, then forks the zygote before it starts any
+thread. The zygote inherits the plugins, imports paho and sgframework once
+(:func:`preload`, after the fork: the supervisor never loads them), freezes its heap for
 copy-on-write (``gc.freeze()``), and then forks one process per resource on
 request, so a resource starts in milliseconds and shares most of its memory.
 
