@@ -778,6 +778,27 @@ class Resource(App):
         if client is not None and self._connected:
             client.publish(topic, PAYLOAD_TRUE, qos=self.qos, retain=True)
 
+    # ------------------------------------------------ rebirth (an extension)
+
+    def republish(self) -> int:
+        """Publish again what a new subscriber finds after a (re)connect; return how many messages.
+
+        Presence ``True``, every ``commandavailable``/``dataavailable``
+        announcement, and every current value that has one: the default of a
+        command or data signal, as updated by the last echo or :meth:`send_data`.
+        For a dashboard or bridge that lost its retained state (Sparkplug's
+        Rebirth). Nothing is sent, and 0 returned, while not connected.
+        """
+        client = self.mqttclient
+        if client is None or not self._connected:
+            return 0
+        messages = [(self.presence_topic, PAYLOAD_TRUE, True)]
+        messages += [(topic, PAYLOAD_TRUE, True) for topic in self.announced_topics]
+        messages += self._defaults()
+        for topic, payload, retain in messages:
+            client.publish(topic, payload, qos=self.qos, retain=retain)
+        return len(messages)
+
 
 class _PahoNoiseFilter(logging.Filter):
     """Drops paho 2.2's "Client is not connected" error.

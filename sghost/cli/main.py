@@ -11,6 +11,8 @@ from typing import Any
 
 from sghost import __version__
 from sghost.cli.certs import add_certs_parser
+from sghost.cli.logs import add_logs_parser
+from sghost.cli.rebirth import add_rebirth_parser
 from sghost.config.checked import load_checked, load_registry
 from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
 from sghost.plugins import format_plugins
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(handler=_plugins)
     add_certs_parser(commands)
     _add_control_commands(commands)
+    add_logs_parser(commands, _add_manifest_option)
+    add_rebirth_parser(commands, _add_manifest_option)
     return parser
 
 

@@ -2,7 +2,9 @@
 
 Kinds: ``ready`` (setup done, ``topics`` = announced capability topics),
 ``heartbeat``, ``connected``, ``disconnected``, ``connect_error`` (``text``),
-``plugin_error`` (``text``: the exception's one-line text); from the
+``plugin_error`` (``text``: the exception's one-line text), ``ready_signal``
+(the plugin called ``context.ready()``; ``ready`` carries ``signal: true``
+when the type waits for it); from the
 meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command).
 """
 
@@ -19,6 +21,7 @@ DISCONNECTED = "disconnected"
 CONNECT_ERROR = "connect_error"
 PLUGIN_ERROR = "plugin_error"
 REMOTE = "remote"
+READY_SIGNAL = "ready_signal"
 
 
 class EventWriter:
