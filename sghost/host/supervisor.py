@@ -528,7 +528,12 @@ class Supervisor:
     # -------------------------------------------------------------- health
 
     def state_changed(self, watcher: Watcher) -> None:
-        self.order.changed(watcher)
+        try:
+            self._report_state(watcher)
+        finally:
+            self.order.changed(watcher)  # after: a dependency's new state is published before its dependents'
+
+    def _report_state(self, watcher: Watcher) -> None:
         if self.health is None:
             return
         if watcher.name in self._retiring:
