@@ -801,6 +801,10 @@ _EXAMPLE = """\
 # stop_timeout = 5.0            # SIGTERM, then SIGKILL after this many seconds
 # watchdog = 0.0                # seconds without a heartbeat before a hung resource is killed; 0 = off
 # max_memory_mb = 0.0           # restart a resource above this resident memory; 0 = off
+# ready_timeout = 30.0          # seconds a ready="signal" type has to call context.ready(); then it failed
+# restart_with_dependencies = false  # true: restart once a dependency that died is ready again
+# environment = {{ TZ = "UTC" }}  # (unset by default) added to every resource's process environment
+# env_file = "sghost.env"       # (unset by default) KEY=value lines, systemd EnvironmentFile syntax
 
 {resource}"""
 
@@ -809,6 +813,9 @@ _EXAMPLE_RESOURCE = """\
 {c}type = "{type}"              # a resource type registered by an installed plugin (`sghost plugins`)
 # enabled = true                # false: keep it here but do not start it
 # certificate_directory = "certs/{name}"  # (unset by default) this resource's own TLS identity
+# depends_on = ["canbus"]       # (none by default) start only once these resources are ready
+# environment = {{ LEVEL = "debug" }}  # added to [defaults] environment; a key here wins
+# env_file = "taxisign.env"     # read before this resource's environment table
 # restart = "on-failure"        # any [defaults] key overrides the restart policy for this resource
 {c}[resources.{key}.settings]    # handed to the plugin as-is
 """
