@@ -177,6 +177,27 @@ def test_dependents_stop_before_their_dependencies_on_stop_all_and_shutdown(
     assert _stop_order(host, ("o_top", "o_base"), since) == ["o_top", "o_base"]
 
 
+def test_reload_keeps_the_order(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    base = '[resources.rl_other]\ntype = "echoer"\n'
+    added = '[resources.rl_top]\ntype = "echoer"\ndepends_on = ["rl_sig"]\n[resources.rl_sig]\ntype = "signaller"\n'
+    host = host_factory(manifest_text(mosquitto, base, host="rl"), env=env())
+    recorder.wait_for("data/rl/rl_other_state", "running", timeout=10)
+    host.manifest.write_text(manifest_text(mosquitto, base + added, host="rl"))
+    assert cli(host, "reload").returncode == 0
+    recorder.wait_for("data/rl/rl_top_state", "waiting", timeout=10)
+    recorder.wait_for("resourceavailable/rl_sig/presence", "True", timeout=10)
+    recorder.publish("command/rl_sig/ready", "1")
+    recorder.wait_for("data/rl/rl_top_state", "running", timeout=10)
+
+    since = len(host.lines)
+    host.manifest.write_text(manifest_text(mosquitto, base, host="rl"))
+    assert cli(host, "reload").returncode == 0
+    recorder.wait_for("resourceavailable/rl_sig/presence", "False", timeout=10)
+    host.wait_log("[rl_sig] pid")
+    assert _stop_order(host, ("rl_top", "rl_sig"), since) == ["rl_top", "rl_sig"]
+
+
 def test_check_refuses_a_cycle_an_unknown_name_and_a_self_dependency(tmp_path: Path) -> None:
     manifest = tmp_path / "hostconfig.toml"
     manifest.write_text(
@@ -232,12 +253,16 @@ def test_logs_tail_follow_and_post_mortem(mosquitto, mqtt_recorder, host_factory
 
     recorder.publish("command/lg_p/crash", "out of cheese")
     recorder.wait_for("data/lg/lg_p_state", "stopped", timeout=10)
-    assert not psutil.pid_exists(follower.process.pid) or follower.process.poll() is None
+    assert follower.process.poll() is None, "-f goes on following a resource that died"
     post_mortem = cli(host, "logs", "-n", "2", "lg_p").stdout.splitlines()
     assert post_mortem == ["after garbage", "dying: out of cheese"]
     status = cli(host, "status").stdout
     assert "exit code 4 | last stderr: dying: out of cheese" in status, status
     assert follower.stop() in (0, -signal.SIGINT)
+
+    not_running = cli(host, "rebirth", "lg_p")
+    assert not_running.returncode == 1
+    assert "rebirth: lg_p has no running process" in not_running.stderr
 
     unknown = cli(host, "logs", "nosuch")
     assert unknown.returncode == 1
