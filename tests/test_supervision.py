@@ -355,6 +355,30 @@ def test_environment_and_env_file_reach_the_plugin(mosquitto, mqtt_recorder, hos
     assert "FROM_FILE" not in os.environ
 
 
+def test_the_broker_password_is_not_put_into_a_resource_environment(
+    mosquitto, mqtt_recorder, host_factory, tmp_path: Path
+) -> None:
+    password = "s3cret-probe-4711"
+    (tmp_path / "broker.password").write_text(password + "\n")
+    (tmp_path / "broker.password").chmod(0o600)
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host_factory(
+        manifest_text(
+            mosquitto,
+            f'[resources.evp]\ntype = "envreporter"\n[resources.evp.settings]\nsecret_probe = "{password}"\n'
+            # the probe's control: a variable the manifest does set is seen
+            f'[resources.evq]\ntype = "envreporter"\nenvironment = {{ GIVEN = "{password}" }}\n'
+            f'[resources.evq.settings]\nsecret_probe = "{password}"\n',
+            host="evphost",
+            broker_extra='username = "gateway"\npassword_file = "broker.password"',
+        ),
+        env=env(),
+    )
+    recorder.wait_for("data/evq/env_holds_probe", "yes", timeout=10)
+    recorder.wait_for("data/evp/env_holds_probe", timeout=10)
+    assert recorder.latest("data/evp/env_holds_probe") == "no"
+
+
 def test_check_names_the_bad_line_of_an_env_file(tmp_path: Path) -> None:
     (tmp_path / "vars.env").write_text("GOOD=1\n# fine\nthis is not an assignment\n")
     manifest = tmp_path / "hostconfig.toml"

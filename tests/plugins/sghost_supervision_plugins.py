@@ -10,7 +10,8 @@ printer      prints ``line 1`` .. ``line <lines>`` (12) on stdout at start; comm
              prints its payload; ``garbage`` writes binary bytes; ``crash`` prints
              ``dying: <payload>`` on stderr and exits with code 4
 envreporter  data ``env_<KEY>`` (retained, default = the value of ``$KEY`` or ``<unset>``)
-             for each KEY in ``keys``
+             for each KEY in ``keys``; data ``env_holds_probe``: ``yes`` if any variable's
+             value contains ``secret_probe``, else ``no``
 ===========  ==========================================================================
 """
 
@@ -67,6 +68,12 @@ def setup_envreporter(context: ResourceContext) -> None:
     for key in context.settings.get("keys", []):
         context.resource.register_outgoing_data(
             f"env_{key}", defaultvalue=os.environ.get(key, "<unset>"), send_data_as_retained=True
+        )
+    probe = context.settings.get("secret_probe")
+    if probe:
+        holds = any(probe in value for value in os.environ.values())
+        context.resource.register_outgoing_data(
+            "env_holds_probe", defaultvalue="yes" if holds else "no", send_data_as_retained=True
         )
 
 
