@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sghost.cli.statusview import resource_row
-from sghost.config.dependencies import dependency_problems, dependents_of, start_order
+from sghost.config.dependencies import dependency_problems, dependents_of
 from sghost.config.environment import EnvFileError, parse_env_text
 from sghost.config.manifest import ManifestError, load_manifest
 from sghost.host.logring import MAX_FOLLOWER_BACKLOG, MAX_FOLLOWERS, LogBook, LogRing, clean_line
@@ -22,10 +22,9 @@ def test_a_longer_cycle_is_named_as_a_chain_once() -> None:
     assert problems == {"a": "dependency cycle a -> b -> c -> a; expected dependencies that do not lead back"}
 
 
-def test_a_usable_graph_has_no_problems_and_an_order() -> None:
+def test_a_usable_graph_has_no_problems() -> None:
     graph = {"app": ["gps", "can"], "gps": ["can"], "can": []}
     assert dependency_problems(graph) == {}
-    assert start_order(graph) == ["can", "gps", "app"]
     assert dependents_of(graph, "can") == ["app", "gps"]
 
 

@@ -1,4 +1,4 @@
-"""Resource dependencies (``depends_on``): the graph's checks and orders, pure data in and out.
+"""Resource dependencies (``depends_on``): parsing and checking the graph, pure data in and out.
 
 A resource starts once every resource it depends on is ready; at shutdown and
 on ``stop all`` dependents stop before their dependencies. The manifest must
@@ -84,22 +84,4 @@ def dependents_of(graph: Graph, name: str) -> list[str]:
     return [other for other, needs in graph.items() if name in needs]
 
 
-def start_order(graph: Graph) -> list[str]:
-    """Every resource after the ones it depends on (manifest order otherwise); cycles are ignored."""
-    ordered: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or name not in graph:
-            return
-        seen.add(name)
-        for need in graph[name]:
-            visit(need)
-        ordered.append(name)
-
-    for name in graph:
-        visit(name)
-    return ordered
-
-
-__all__ = ["Graph", "dependency_problems", "dependents_of", "parse_depends_on", "start_order"]
+__all__ = ["Graph", "dependency_problems", "dependents_of", "parse_depends_on"]
