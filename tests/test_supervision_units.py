@@ -136,10 +136,10 @@ def test_the_ring_is_bounded_in_lines_and_bytes() -> None:
     for number in range(5):
         ring.append(book.add("r", "stdout", f"line {number}"))
     assert [line.text for line in ring.last(10)] == ["line 2", "line 3", "line 4"]
-    small = LogRing(max_lines=100, max_bytes=300)
+    small = LogRing(max_lines=100, max_bytes=2000)
     for number in range(20):
         small.append(book.add("r", "stderr", f"{number:02d}" + "y" * 50))
-    assert 1 < len(small.lines) < 20 and small.size <= 300
+    assert 1 < len(small.lines) < 20 and small.size <= 2000
     assert small.last_stderr is not None and small.last_stderr.startswith("19")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 MAX_LINES = 1000
 """Lines kept per resource."""
 MAX_BYTES = 256 * 1024
-"""Bytes of text (UTF-8) kept per resource."""
+"""Bytes kept per resource: each line's text (UTF-8) plus 200 bytes for its objects, about its memory."""
 MAX_LINE_CHARS = 4096
 """Characters kept of one line; the rest is replaced by the cut marker."""
 CUT_MARKER = " [... {count} more characters cut]"
@@ -37,8 +37,8 @@ MAX_FOLLOWERS = 16
 MAX_FOLLOWER_BACKLOG = 1 << 20
 """Bytes waiting for one ``sghost logs -f`` reader before it is disconnected."""
 DEFAULT_TAIL = 50
-_ENTRY_OVERHEAD = 48
-"""Bytes counted per line besides its text (time, stream, sequence)."""
+_ENTRY_OVERHEAD = 200
+"""Bytes counted per line besides its text: what Python spends on one line's objects (bench/logring.py)."""
 
 _CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code != 0x09}
 
@@ -53,7 +53,7 @@ def clean_line(text: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogLine:
     """One line of one resource's output."""
 
