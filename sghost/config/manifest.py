@@ -774,7 +774,7 @@ _EXAMPLE = """\
 [host]
 {host_name}# name = "sghost"               # MQTT name of the meta-resource; unique per gateway on a shared broker
 # health_interval = 5.0         # seconds between health reports
-# remote_control = false        # accept restart/stop/start commands over MQTT
+# remote_control = false        # accept restart/stop/start/rebirth commands over MQTT
 # log_dir = "logs"              # (unset by default) per-resource log files <log_dir>/<resource>.log
 # log_max_bytes = 1048576       # rotate a resource's log file at this size
 # log_backups = 3               # rotated files kept per resource (0..100)

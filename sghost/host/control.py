@@ -1,4 +1,4 @@
-"""The local control channel: a Unix socket that serves ``sghost status|start|stop|restart|reload``.
+"""The local control channel: a Unix socket that serves ``sghost status|start|stop|restart|reload|rebirth|logs``.
 
 It works without MQTT: only the user that runs sghost (and root) may connect,
 since the socket is mode 0600 inside a 0700 runtime directory named after the
@@ -475,7 +475,9 @@ class Controllable(Protocol):
 def make_handler(target: Controllable) -> Handler:
     """The request handler that maps the protocol's ops onto the supervisor's methods.
 
-    ``status`` -> ``snapshot()``; ``start|stop|restart`` -> ``command(op, resource)``;
+    ``status`` -> ``status()`` (else ``snapshot()``); ``start|stop|restart|rebirth`` ->
+    ``command(op, resource)``; ``logs`` -> ``logs(resource, lines)`` and, with
+    ``follow``, ``follow_logs(connection, resource)``;
     ``reload`` -> ``reload()``; anything else is answered with an error.
     """
 
