@@ -198,3 +198,32 @@ def test_status_column_shows_what_a_resource_waits_for_and_a_failed_ones_last_st
     assert failed[-1] == "exit code 1 | last stderr: bad thing"
     running = resource_row("app", {"state": "running", "error": "exit code 1", "last_stderr": "old"})
     assert running[-1] == "exit code 1"
+
+
+def test_logs_refuses_a_negative_count_and_a_reader_too_many(capsys: pytest.CaptureFixture[str]) -> None:
+    from sghost.cli.main import main
+    from sghost.host.control import make_handler
+
+    with pytest.raises(SystemExit) as caught:
+        main(["logs", "-n", "-1"])
+    assert caught.value.code == 2
+    assert "expected 0 or more lines, not -1" in capsys.readouterr().err
+
+    from sghost.config.manifest import HostConfig
+    from sghost.host.supervisor import Supervisor
+
+    host = Supervisor(HostConfig(path=Path("hostconfig.toml")), PluginRegistry())  # not run: no processes
+    handle = make_handler(host)
+    pairs = [socket.socketpair() for _ in range(MAX_FOLLOWERS)]
+    try:
+        for _reader, writer in pairs:
+            assert host.logbook.follow(writer, None)
+        answer = handle({"op": "logs", "resource": None, "lines": 5, "follow": True})
+        assert answer["ok"] is False
+        assert "16 readers already follow the logs of this host" in answer["message"]
+        assert handle({"op": "logs", "lines": -3})["message"].startswith('logs: expected "lines"')
+    finally:
+        host.logbook.close()
+        for reader, writer in pairs:
+            reader.close()
+            writer.close()

@@ -508,7 +508,7 @@ def _logs(target: Any, request: dict[str, Any]) -> dict[str, Any]:
         return _error('logs: expected "resource": a resource name, or null for every resource')
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_LOG_LINES:
         return _error(f'logs: expected "lines": a whole number from 0 to {MAX_LOG_LINES}')
-    ok, message, lines = target.logs(resource, count)
+    ok, message, lines = target.logs(resource, count, bool(follow))
     if not ok:
         return _error(message)
     answer: dict[str, Any] = {"ok": True, "lines": lines}

@@ -159,9 +159,13 @@ class LogBook:
     def forget(self, resource: str) -> None:
         self.rings.pop(resource, None)
 
+    @property
+    def followers_full(self) -> bool:
+        return len(self._followers) >= MAX_FOLLOWERS
+
     def follow(self, sock: socket.socket, resource: str | None) -> bool:
         """Send every new line (of ``resource``, or of all) to ``sock`` until it goes; False when too many follow."""
-        if len(self._followers) >= MAX_FOLLOWERS:
+        if self.followers_full:
             return False
         self._followers.append(_Follower(sock, resource))
         return True

@@ -31,7 +31,7 @@ from sghost.health.reporting import MetaProcess
 from sghost.host import systemd
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
-from sghost.host.logring import LogBook
+from sghost.host.logring import MAX_FOLLOWERS, LogBook
 from sghost.host.ordering import DependencyOrder
 from sghost.host.timers import Timers
 from sghost.host.watcher import BACKOFF, FATAL, RUNNING, STOPPED, WAITING, Watcher
@@ -659,8 +659,10 @@ class Supervisor:
         """Stream every new line of ``resource`` (None: all) to ``sock`` (``sghost logs -f``)."""
         return self.logbook.follow(sock, resource)
 
-    def logs(self, resource: str | None, count: int) -> tuple[bool, str, list[dict[str, Any]]]:
+    def logs(self, resource: str | None, count: int, follow: bool = False) -> tuple[bool, str, list[dict[str, Any]]]:
         """The last ``count`` lines of ``resource`` (None: every resource, interleaved)."""
+        if follow and self.logbook.followers_full:
+            return False, f"{MAX_FOLLOWERS} readers already follow the logs of this host; try again later", []
         if resource is not None and resource not in self.watchers and resource not in self.logbook.rings:
             known = ", ".join(self.watchers) or "none"
             return False, f"unknown resource {resource!r}; resources of this host: {known}", []
