@@ -115,7 +115,7 @@ def test_killed_dependency_leaves_dependents_running_or_restarts_them_after_it(
     mosquitto, mqtt_recorder, host_factory
 ) -> None:
     recorder: Recorder = mqtt_recorder(mosquitto)
-    host_factory(
+    host = host_factory(
         manifest_text(
             mosquitto,
             '[resources.k_base]\ntype = "echoer"\n'
@@ -138,6 +138,16 @@ def test_killed_dependency_leaves_dependents_running_or_restarts_them_after_it(
     recorder.wait_for("data/k/k_follow_state", "running", after=follow_again.at)
     assert psutil.pid_exists(keep), "k_keep kept running"
     assert recorder.latest("data/k/k_keep_restarts") == "0"
+
+    # `sghost stop k_base` stops it alone; its dependents then follow the same rule
+    follow = resource_pid(recorder, "k", "k_follow", other_than=follow)
+    assert cli(host, "stop", "k_base").returncode == 0
+    stopped = recorder.wait_for("data/k/k_base_state", "stopped", after=base_again.at)
+    assert recorder.latest("data/k/k_follow_state") == "running" and psutil.pid_exists(follow)
+    assert cli(host, "start", "k_base").returncode == 0
+    recorder.wait_for("data/k/k_base_state", "running", after=stopped.at)
+    recorder.wait_for("data/k/k_follow_restarts", "2", timeout=10)
+    assert psutil.pid_exists(keep), "k_keep kept running throughout"
 
 
 def _stop_order(host: HostProcess, names: tuple[str, str], since: int) -> list[str]:
