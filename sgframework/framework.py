@@ -141,6 +141,8 @@ class _Input:
     send_echo_as_retained: bool = False
     defaultvalue: str | None = None
     last_payload: str | None = None
+    last_retained_echo: str | None = None
+    """The last echo sent retained, for republish() of a signal without a default."""
 
 
 @dataclass
@@ -150,6 +152,8 @@ class _Output:
     signalname: str
     defaultvalue: str | None
     send_data_as_retained: bool
+    last_retained: str | None = None
+    """The last value sent retained, for republish() of a signal without a default."""
 
 
 class _ReadyTracker:
@@ -1051,6 +1055,8 @@ class Resource(App):
         if output.defaultvalue is not None:
             with self._state_lock:
                 output.defaultvalue = payload
+        elif output.send_data_as_retained:
+            output.last_retained = payload
         # A registered name was validated by register_outgoing_data(): this is the hot path.
         self._publish(build_topic(PREFIX_DATA, self.name, signalname), payload, retain=output.send_data_as_retained)
 
@@ -1090,6 +1096,21 @@ class Resource(App):
             ]
         return commands + data  # type: ignore[return-value]
 
+    def _retained_values(self) -> list[tuple[str, str, bool]]:
+        """The last retained value of each signal without a default (what the broker keeps for it)."""
+        with self._state_lock:
+            echoes = [
+                (build_topic(PREFIX_DATA, self.name, item.signalname), item.last_retained_echo, True)
+                for item in self._inputs.values()
+                if item.defaultvalue is None and item.last_retained_echo is not None
+            ]
+            data = [
+                (build_topic(PREFIX_DATA, self.name, out.signalname), out.last_retained, True)
+                for out in self._outputs.values()
+                if out.defaultvalue is None and out.last_retained is not None
+            ]
+        return echoes + data  # type: ignore[return-value]
+
     def _publish_goodbye(self, client: mqtt.Client) -> None:
         # QoS 1 whatever qos is, as the original: the goodbye must arrive, and stop() waits for it.
         info = client.publish(self.presence_topic, PAYLOAD_FALSE, qos=1, retain=True)
@@ -1111,6 +1132,8 @@ class Resource(App):
         with self._state_lock:
             if item.defaultvalue is not None:
                 item.defaultvalue = echo
+            elif item.send_echo_as_retained:
+                item.last_retained_echo = echo
         topic = build_topic(PREFIX_DATA, self.name, item.signalname)
         with contextlib.suppress(PublishError):  # counted as refused and logged, rate-limited: no caller to tell
             self._publish(topic, echo, retain=item.send_echo_as_retained)
@@ -1119,6 +1142,27 @@ class Resource(App):
         client = self.mqttclient
         if client is not None and self._connected:
             client.publish(topic, PAYLOAD_TRUE, qos=self.qos, retain=True)
+
+    # ------------------------------------------------ rebirth (an extension)
+
+    def republish(self) -> int:
+        """Publish again what a new subscriber finds after a (re)connect; return how many messages.
+
+        Presence ``True``, every ``commandavailable``/``dataavailable``
+        announcement, and every current value that has one: the default of a
+        command or data signal, as updated by the last echo or :meth:`send_data`.
+        For a dashboard or bridge that lost its retained state (Sparkplug's
+        Rebirth). Nothing is sent, and 0 returned, while not connected.
+        """
+        client = self.mqttclient
+        if client is None or not self._connected:
+            return 0
+        messages = [(self.presence_topic, PAYLOAD_TRUE, True)]
+        messages += [(topic, PAYLOAD_TRUE, True) for topic in self.announced_topics]
+        messages += self._defaults() + self._retained_values()
+        for topic, payload, retain in messages:
+            client.publish(topic, payload, qos=self.qos, retain=retain)
+        return len(messages)
 
 
 class _PahoNoiseFilter(logging.Filter):

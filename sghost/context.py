@@ -44,6 +44,9 @@ class ResourceContext:
         self._order = itertools.count()
         self._threads: list[threading.Thread] = []
         self._cleanups: list[Callable[[], Any]] = []
+        self._ready_said = False
+        self.on_ready: Callable[[], Any] | None = None
+        """Set by sghost: tells the supervisor that :meth:`ready` was called."""
 
     def every(self, seconds: float, function: Callable[[], Any], *, first_after: float | None = None) -> None:
         """Call ``function()`` every ``seconds`` in the resource's main loop.
@@ -71,6 +74,20 @@ class ResourceContext:
     def on_stop(self, function: Callable[[], Any]) -> None:
         """Call ``function()`` when the resource stops, before its presence becomes ``False``."""
         self._cleanups.append(function)
+
+    def ready(self) -> None:
+        """Say that the resource is ready, for a type registered with ``ready="signal"``.
+
+        Resources that ``depends_on`` this one start only then. Call it once the
+        hardware is open or the first reading is in, from ``setup``, a timer or
+        a thread; later calls do nothing. Without the call within the manifest's
+        ``ready_timeout``, the resource counts as failed and is restarted.
+        """
+        if self._ready_said:
+            return
+        self._ready_said = True
+        if self.on_ready is not None:
+            self.on_ready()
 
     # ------------------------------------------------------- used by sghost
 

@@ -54,6 +54,9 @@ EXTRA_PLUGINS_ENV = "SGHOST_PLUGINS"
 ENTRY_POINT_GROUP = "sghost"
 """The entry point group in which distributions declare their plugin module."""
 
+READY_MODES = ("connected", "signal")
+"""The values of ``register(..., ready=...)``."""
+
 NO_TYPES_HINT = "no @sghost.hookimpl register_resource_types calling register?"
 
 SOURCE_EXTRA = EXTRA_PLUGINS_ENV
@@ -85,8 +88,15 @@ class Register(Protocol):
         *,
         check_settings: CheckSettings | None = None,
         description: str = "",
+        ready: str = "connected",
     ) -> None:
-        """Offer resource type ``type_name``, set up by ``setup(context)`` in the resource's process."""
+        """Offer resource type ``type_name``, set up by ``setup(context)`` in the resource's process.
+
+        ``ready``: when a resource of this type counts as ready (resources that
+        ``depends_on`` it start then): ``"connected"`` (running, connected and
+        announced) or ``"signal"`` (besides, the plugin has called
+        ``context.ready()``; until then its state stays ``starting``).
+        """
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ class ResourceType:
     """Name of the plugin that registered the type."""
     check_settings: CheckSettings | None = None
     description: str = ""
+    ready: str = "connected"
+    """``connected``, or ``signal``: ready once the plugin called ``context.ready()``."""
 
 
 @dataclass
@@ -406,11 +418,16 @@ class PluginRegistry:
             *,
             check_settings: CheckSettings | None = None,
             description: str = "",
+            ready: str = "connected",
         ) -> None:
             problem = _type_name_problem(type_name)
             error: Exception | None = ValueError(problem) if problem else None
             if error is None:
                 error = _registration_error(type_name, setup, check_settings, description)
+            if error is None and ready not in READY_MODES:
+                error = ValueError(
+                    f'ready of resource type "{type_name}" must be one of {", ".join(READY_MODES)}, not {ready!r}'
+                )
             if error is None:
                 owner = self._types.get(type_name)
                 if owner is not None:
@@ -423,7 +440,9 @@ class PluginRegistry:
                 mistakes.append(error)
                 raise error
             offered.append(
-                ResourceType(type_name, setup, plugin_name, check_settings=check_settings, description=description)
+                ResourceType(
+                    type_name, setup, plugin_name, check_settings=check_settings, description=description, ready=ready
+                )
             )
 
         others = [other for other in self._pm.get_plugins() if other is not plugin]

@@ -87,7 +87,7 @@ def test_a_resource_runs_logs_on_the_terminal_and_stops_on_ctrl_c(
     run = foreground("taxisign", "--name", "cab", "--broker", f"127.0.0.1:{mosquitto.port}")
     recorder.wait_for("resourceavailable/cab/presence", "True", timeout=15)
     recorder.wait_for("commandavailable/cab/state", "True")
-    run.wait_line("sghost run: set up; announces 1 topic(s): commandavailable/cab/state")
+    run.wait_line("sghost run: set up; announces 2 topic(s): commandavailable/cab/state, dataavailable/cab/state")
     run.wait_line(f"sghost run: connected to 127.0.0.1:{mosquitto.port}")
 
     recorder.publish("command/cab/state", "True")

@@ -595,3 +595,25 @@ def test_last_will_says_false_when_a_resource_process_is_killed(
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+def test_republish_sends_again_the_last_retained_value_of_a_signal_without_default(
+    broker: MosquittoBroker, recorder: Recorder, made: Callable[..., Any]
+) -> None:
+    name = short_name("rp")
+    resource = made(Resource, name, broker)
+    resource.register_outgoing_data("level", send_data_as_retained=True)
+    resource.register_outgoing_data("pulse")  # not retained, no default: nothing to publish again
+    resource.register_incoming_command("mode", Calls(), send_echo_as_retained=True)
+    resource.start(use_threaded_networking=True)
+    resource.send_data("level", 7)
+    resource.send_data("pulse", 1)
+    recorder.publish(f"command/{name}/mode", "eco")
+    recorder.wait_for(f"data/{name}/level", "7")
+    recorder.wait_for(f"data/{name}/mode", "eco")
+    recorder.wait_for(f"data/{name}/pulse", "1")
+    assert resource.republish() > 0
+    recorder.wait_until(lambda: len(recorder.on(f"data/{name}/level")) == 2)
+    recorder.wait_until(lambda: len(recorder.on(f"data/{name}/mode")) == 2)
+    assert [m.payload for m in recorder.on(f"data/{name}/mode")] == ["eco", "eco"]
+    assert len(recorder.on(f"data/{name}/pulse")) == 1

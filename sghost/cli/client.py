@@ -25,6 +25,19 @@ def _configured_runtime_dir(absolute: Path) -> Path | None:
         return None
 
 
+def existing_socket_paths(manifest_path: str | Path) -> list[Path]:
+    """The control sockets that may serve ``manifest_path`` and exist now, preferred first.
+
+    Raises ControlError when there is none.
+    """
+    absolute = absolute_manifest(manifest_path)
+    candidates = candidate_socket_paths(absolute, _configured_runtime_dir(absolute))
+    existing = [path for path in candidates if path.exists()]
+    if not existing:
+        raise ControlError(f"no sghost is running for {absolute} (no control socket at {candidates[0]})")
+    return existing
+
+
 def request(manifest_path: str | Path, payload: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
     """Send one request to the sghost that runs ``manifest_path``; return its answer.
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from sghost import __version__
 from sghost.cli.certs import add_certs_parser
+from sghost.cli.logs import add_logs_parser
 from sghost.cli.newplugin import add_new_plugin_parser
+from sghost.cli.rebirth import add_rebirth_parser
 from sghost.cli.run import add_run_parser
 from sghost.config.checked import load_checked, load_registry
 from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_new_plugin_parser(commands)
     add_run_parser(commands)
     _add_control_commands(commands)
+    add_logs_parser(commands, _add_manifest_option)
+    add_rebirth_parser(commands, _add_manifest_option)
     return parser
 
 

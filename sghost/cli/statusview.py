@@ -6,7 +6,8 @@ of the retained ``data/<host>/health``)::
     {"host": str, "version": str, "pid": int, "manifest": str, "uptime": int,
      "cpu": float, "memory": float, "memory_available_mb": int, "broker_connected": bool,
      "resources": {name: {"state", "restarts", "pid", "uptime", "cpu", "memory", "error",
-                          "dropped", "refused", "queued", "connected"}}}
+                          "dropped", "refused", "queued", "connected",
+                          "waiting_for", "last_stderr" (control socket only)}}}
 
 Missing keys are shown as ``-``, so documents of older or newer versions still print.
 """
@@ -21,6 +22,8 @@ STATUS_COLUMNS = (
     "RESOURCE", "STATE", "PID", "RESTARTS", "UPTIME", "CPU", "MEMORY", "DROPPED", "REFUSED", "LAST ERROR",
 )
 ACTIVE_STATES = ("starting", "running", "stopping")
+FAILED_STATES = ("backoff", "fatal", "stopped")
+"""States in which the last stderr line is shown beside the error (when there is an error)."""
 """States in which a resource has a process, so uptime, CPU and memory mean something."""
 
 
@@ -101,8 +104,21 @@ def resource_row(name: str, values: Mapping[str, Any]) -> list[str]:
         _memory(values.get("memory")) if active else NONE,
         _count(values.get("dropped")),
         _count(values.get("refused")),
-        format_error(values.get("error")),
+        _last_column(state, values),
     ]
+
+
+def _last_column(state: str, values: Mapping[str, Any]) -> str:
+    """The error; what a waiting resource waits for; the last stderr line beside a failed one's error."""
+    waiting = values.get("waiting_for")
+    if state == "waiting" and isinstance(waiting, list | str) and waiting:
+        names = waiting if isinstance(waiting, str) else ", ".join(str(name) for name in waiting)
+        return f"waiting for {names}"
+    error = format_error(values.get("error"))
+    stderr = values.get("last_stderr")
+    if error != NONE and state in FAILED_STATES and isinstance(stderr, str) and stderr.strip():
+        return f"{error} | last stderr: {' '.join(stderr.split())}"
+    return error
 
 
 def _resources(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:

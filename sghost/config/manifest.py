@@ -32,6 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 from sgframework import constants
 from sgframework.topics import validate_name
+from sghost.config import dependencies, environment
 from sghost.config.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
@@ -73,6 +74,8 @@ class RestartPolicy:
     stop_timeout: float = 5.0
     watchdog: float = 0.0
     max_memory_mb: float = 0.0
+    ready_timeout: float = 30.0
+    restart_with_dependencies: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ class ResourceConfig:
     certificate_directory: Path | None = None
     enabled: bool = True
     table: dict[str, Any] = field(default_factory=dict, repr=False)
+    depends_on: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    """Added to the supervisor's environment in the resource's process (sghost.config.environment)."""
 
     def fingerprint(self) -> str:
         """Return a canonical text of the resource's table: a changed table gives a different value.
@@ -130,7 +136,10 @@ class ResourceConfig:
             "settings": self.settings,
             **dataclasses.asdict(self.policy),
         }
-        document = {"name": self.name, "table": source, "certificate_directory": self.certificate_directory}
+        document = {
+            "name": self.name, "table": source, "certificate_directory": self.certificate_directory,
+            "environment": self.environment,
+        }
         return json.dumps(document, sort_keys=True, default=str, ensure_ascii=False)
 
 
@@ -418,7 +427,23 @@ _POLICY_SPECS: dict[str, Parser] = {
     "stop_timeout": _number(0, strict=True),
     "watchdog": _number(0, strict=False),
     "max_memory_mb": _number(0, strict=False),
+    "ready_timeout": _number(0, strict=True),
+    "restart_with_dependencies": _boolean,
 }
+
+
+def _environment_table(problems: _Problems, keypath: str, value: Any) -> Any:
+    table = environment.parse_table(problems, keypath, value)
+    return _BAD if table is None else table
+
+
+def _depends_on(problems: _Problems, keypath: str, value: Any) -> Any:
+    names = dependencies.parse_depends_on(problems, keypath, value)
+    return _BAD if names is None else names
+
+
+_ENVIRONMENT_SPECS: dict[str, Parser] = {"environment": _environment_table, "env_file": _path}
+_DEFAULTS_SPECS: dict[str, Parser] = {**_POLICY_SPECS, **_ENVIRONMENT_SPECS}
 
 _HOST_SPECS: dict[str, Parser] = {
     "name": _mqtt_name,
@@ -448,6 +473,8 @@ _RESOURCE_SPECS: dict[str, Parser] = {
     "enabled": _boolean,
     "settings": lambda problems, keypath, value: value,  # checked in _read_resource
     "certificate_directory": _path,
+    "depends_on": _depends_on,
+    **_ENVIRONMENT_SPECS,
     **_POLICY_SPECS,
 }
 
@@ -516,6 +543,8 @@ class _ResourceContext:
     defaults: RestartPolicy
     known_types: Collection[str] | None
     check_settings: CheckSettings | None
+    environment: dict[str, str] = field(default_factory=dict)
+    """The variables of ``[defaults]`` (its env_file, then its environment table)."""
 
 
 def _check_type(problems: _Problems, keypath: str, type_name: str, known_types: Collection[str]) -> bool:
@@ -591,8 +620,10 @@ def _read_resource(problems: _Problems, name: str, raw: Any, context: _ResourceC
         _missing_type(problems, _key(*parts), context.known_types)
     enabled = values.get("enabled", True)
     type_name = values.get("type")
+    variables: dict[str, str] = {}
     if enabled:
         _check_environment(problems, name, values, settings, context)
+        variables = {**context.environment, **environment.merge(problems, [(_key(*parts), _source(values))])}
     policy = _merge_policy(problems, parts, values, context.defaults)
     return ResourceConfig(
         name=name,
@@ -602,7 +633,19 @@ def _read_resource(problems: _Problems, name: str, raw: Any, context: _ResourceC
         certificate_directory=values.get("certificate_directory"),
         enabled=enabled,
         table=_deepcopy(table),
+        depends_on=values.get("depends_on", ()),
+        environment=variables,
     )
+
+
+def _source(values: Mapping[str, Any]) -> environment.EnvironmentSource:
+    return environment.EnvironmentSource(values.get("environment", {}), values.get("env_file"))
+
+
+def _check_dependencies(problems: _Problems, resources: Mapping[str, ResourceConfig]) -> None:
+    graph = {name: resource.depends_on for name, resource in resources.items()}
+    for name, message in dependencies.dependency_problems(graph).items():
+        problems.add(_key("resources", name, "depends_on"), message)
 
 
 def _check_environment(
@@ -702,10 +745,12 @@ def load_manifest(
     sections = _read_sections(problems, document)
     host = _read_host(problems, sections["host"])
     broker = _read_broker(problems, sections["broker"])
-    default_values = _read_table(problems, ("defaults",), sections["defaults"], _POLICY_SPECS)
+    default_values = _read_table(problems, ("defaults",), sections["defaults"], _DEFAULTS_SPECS)
     defaults = _merge_policy(problems, ("defaults",), default_values, RestartPolicy())
-    context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings)
+    default_environment = environment.merge(problems, [("defaults", _source(default_values))])
+    context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings, default_environment)
     resources = _read_resources(problems, document.get("resources", {}), context)
+    _check_dependencies(problems, resources)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
     return HostConfig(
@@ -729,7 +774,7 @@ _EXAMPLE = """\
 [host]
 {host_name}# name = "sghost"               # MQTT name of the meta-resource; unique per gateway on a shared broker
 # health_interval = 5.0         # seconds between health reports
-# remote_control = false        # accept restart/stop/start commands over MQTT
+# remote_control = false        # accept restart/stop/start/rebirth commands over MQTT
 # log_dir = "logs"              # (unset by default) per-resource log files <log_dir>/<resource>.log
 # log_max_bytes = 1048576       # rotate a resource's log file at this size
 # log_backups = 3               # rotated files kept per resource (0..100)
@@ -756,6 +801,10 @@ _EXAMPLE = """\
 # stop_timeout = 5.0            # SIGTERM, then SIGKILL after this many seconds
 # watchdog = 0.0                # seconds without a heartbeat before a hung resource is killed; 0 = off
 # max_memory_mb = 0.0           # restart a resource above this resident memory; 0 = off
+# ready_timeout = 30.0          # seconds a ready="signal" type has to call context.ready(); then it failed
+# restart_with_dependencies = false  # true: restart once a dependency that died is ready again
+# environment = {{ TZ = "UTC" }}  # (unset by default) added to every resource's process environment
+# env_file = "sghost.env"       # (unset by default) KEY=value lines, systemd EnvironmentFile syntax
 
 {resource}"""
 
@@ -764,6 +813,9 @@ _EXAMPLE_RESOURCE = """\
 {c}type = "{type}"              # a resource type registered by an installed plugin (`sghost plugins`)
 # enabled = true                # false: keep it here but do not start it
 # certificate_directory = "certs/{name}"  # (unset by default) this resource's own TLS identity
+# depends_on = ["canbus"]       # (none by default) start only once these resources are ready
+# environment = {{ LEVEL = "debug" }}  # added to [defaults] environment; a key here wins
+# env_file = "taxisign.env"     # read before this resource's environment table
 # restart = "on-failure"        # any [defaults] key overrides the restart policy for this resource
 {c}[resources.{key}.settings]    # handed to the plugin as-is
 """

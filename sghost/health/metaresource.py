@@ -33,7 +33,7 @@ from sghost.process.child import build_resource
 from sghost.process.lines import LineSplitter
 from sghost.process.spec import ChildSpec
 
-FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error", "dropped", "refused")
+FIELDS = ("state", "restarts", "pid", "uptime", "cpu", "memory", "error", "dropped", "refused", "waiting_for")
 HEALTH_SIGNAL = "health"
 log = logging.getLogger("sghost.metaresource")
 
@@ -163,6 +163,9 @@ def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, A
         publisher.forget(message["name"])
     elif op == "answer":
         bridge.answer(message["id"], message["text"])
+    elif op == "rebirth":
+        sent = publisher.resource.republish()
+        log.info("rebirth: %d message(s) published again", sent)
     elif op == "stop":
         return False
     return True

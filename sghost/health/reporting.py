@@ -185,6 +185,10 @@ class MetaProcess:
     def capabilities_lost(self, topics: list[str]) -> None:
         self._send({"op": "lost", "topics": topics})
 
+    def rebirth(self) -> None:
+        """Publish presence, announcements and every health topic again."""
+        self._send({"op": "rebirth"})
+
     def forget(self, resource_name: str) -> None:
         for key in [key for key in self._reported if key.startswith(f"{resource_name}_")]:
             del self._reported[key]

@@ -1,4 +1,4 @@
-"""The local control channel: a Unix socket that serves ``sghost status|start|stop|restart|reload``.
+"""The local control channel: a Unix socket that serves ``sghost status|start|stop|restart|reload|rebirth|logs``.
 
 It works without MQTT: only the user that runs sghost (and root) may connect,
 since the socket is mode 0600 inside a 0700 runtime directory named after the
@@ -10,6 +10,11 @@ line, the server answers one JSON object on one line and closes.
 - ``{"op": "status"}`` -> ``{"ok": true, "status": <Supervisor.snapshot()>}``
 - ``{"op": "start"|"stop"|"restart", "resource": NAME or "all"}`` -> ``{"ok": bool, "message": str}``
 - ``{"op": "reload"}`` -> ``{"ok": bool, "message": str}``
+- ``{"op": "rebirth", "resource": NAME or "all"}`` -> ``{"ok": bool, "message": str}``
+- ``{"op": "logs", "resource": NAME or null, "lines": N, "follow": bool}`` ->
+  ``{"ok": true, "lines": [{"resource", "stream", "text", "at"}, ...]}``; with
+  ``follow`` the connection stays open and each new line follows as one such
+  JSON object per line, until the client closes it or the host stops.
 
 An answer with ``"ok": false`` carries ``"error"`` and ``"message"`` (the same text).
 
@@ -46,7 +51,10 @@ MAX_REQUEST = 65536
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes on Linux, including the terminating NUL."""
 MAX_STEM = 32
-OPS = ("status", "start", "stop", "restart", "reload")
+OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs")
+FOLLOW = "_follow"
+"""A handler's answer may carry, under this key, ``callable(connection)`` that keeps the connection."""
+MAX_LOG_LINES = 100_000
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -395,7 +403,10 @@ class ControlServer:
                 conn.setblocking(True)
                 conn.settimeout(REQUEST_TIMEOUT)
                 response = self._respond(conn)
+                follow = response.pop(FOLLOW, None)
                 conn.sendall(encode_message(response))
+                if follow is not None:
+                    follow(conn.dup())  # this connection is closed; the duplicate stays open
             except Exception as error:  # a slow or vanished client must not stop the supervisor
                 log.debug("control socket: client dropped: %s", error)
 
@@ -464,15 +475,20 @@ class Controllable(Protocol):
 def make_handler(target: Controllable) -> Handler:
     """The request handler that maps the protocol's ops onto the supervisor's methods.
 
-    ``status`` -> ``snapshot()``; ``start|stop|restart`` -> ``command(op, resource)``;
+    ``status`` -> ``status()`` (else ``snapshot()``); ``start|stop|restart|rebirth`` ->
+    ``command(op, resource)``; ``logs`` -> ``logs(resource, lines)`` and, with
+    ``follow``, ``follow_logs(connection, resource)``;
     ``reload`` -> ``reload()``; anything else is answered with an error.
     """
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "status":
-            return {"ok": True, "status": target.snapshot()}
-        if op in ("start", "stop", "restart"):
+            status = getattr(target, "status", target.snapshot)
+            return {"ok": True, "status": status()}
+        if op == "logs":
+            return _logs(target, request)
+        if op in ("start", "stop", "restart", "rebirth"):
             resource = request.get("resource")
             if not isinstance(resource, str) or not resource:
                 return _error(f'{op}: expected "resource": a resource name or "all"')
@@ -484,6 +500,25 @@ def make_handler(target: Controllable) -> Handler:
         return {"ok": ok, "message": message} if ok else _error(message)
 
     return handle
+
+
+def _logs(target: Any, request: dict[str, Any]) -> dict[str, Any]:
+    resource, count, follow = request.get("resource"), request.get("lines", 50), request.get("follow", False)
+    if resource is not None and (not isinstance(resource, str) or not resource):
+        return _error('logs: expected "resource": a resource name, or null for every resource')
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_LOG_LINES:
+        return _error(f'logs: expected "lines": a whole number from 0 to {MAX_LOG_LINES}')
+    ok, message, lines = target.logs(resource, count, bool(follow))
+    if not ok:
+        return _error(message)
+    answer: dict[str, Any] = {"ok": True, "lines": lines}
+    if follow:
+        def keep(conn: socket.socket) -> None:
+            if not target.follow_logs(conn, resource):
+                conn.close()
+
+        answer[FOLLOW] = keep
+    return answer
 
 
 __all__ = [

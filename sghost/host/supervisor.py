@@ -31,8 +31,10 @@ from sghost.health.reporting import MetaProcess
 from sghost.host import systemd
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.logring import MAX_FOLLOWERS, LogBook
+from sghost.host.ordering import DependencyOrder
 from sghost.host.timers import Timers
-from sghost.host.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
+from sghost.host.watcher import BACKOFF, FATAL, RUNNING, STOPPED, WAITING, Watcher
 from sghost.plugins import PluginRegistry
 from sghost.process import oslevel, zygote
 from sghost.process.pipes import ChildPipes
@@ -42,9 +44,9 @@ log = logging.getLogger("sghost")
 output_log = logging.getLogger("sghost.resource")
 
 TICK = 1.0
-COMMANDS = ("start", "stop", "restart")
+COMMANDS = ("start", "stop", "restart", "rebirth")
 META_STOP_TIMEOUT = 5.0
-STATE_FIELDS = ("state", "restarts", "pid", "error")
+STATE_FIELDS = ("state", "restarts", "pid", "error", "waiting_for")
 """Published the moment they change; cpu, memory and uptime every health_interval."""
 DOCUMENT_DELAY = 0.05
 """Seconds by which state changes are gathered into one new ``health`` document."""
@@ -95,6 +97,8 @@ class Supervisor:
         self._document_due = False
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
+        self.logbook = LogBook()
+        self.order = DependencyOrder(self.watchers, lambda: self._stopping)
 
     # ------------------------------------------------------------------ run
 
@@ -141,8 +145,7 @@ class Supervisor:
         log.info("stopping %d resource(s)", len(self.watchers))
         systemd.stopping()
         self._stopping = True
-        for watcher in self.watchers.values():
-            watcher.stop()
+        self.order.stop_in_order(list(self.watchers))  # dependents first
         self._finish_if_stopped()
 
     def _serve(self) -> None:
@@ -205,6 +208,7 @@ class Supervisor:
             self._broker.stop()
         if self.control is not None:
             self.control.close()
+        self.logbook.close()
 
     def _open_control(self) -> ControlServer:
         """The local control socket, opened first so that a second sghost for this manifest is refused."""
@@ -231,7 +235,7 @@ class Supervisor:
 
     def _log_remote_control(self) -> None:
         if self.config.remote_control:
-            log.warning("remote control is on: command/%s/{start,stop,restart} are obeyed", self.config.name)
+            log.warning("remote control is on: command/%s/{%s} are obeyed", self.config.name, ",".join(COMMANDS))
         else:
             log.info("remote control is off")
 
@@ -258,7 +262,7 @@ class Supervisor:
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
         certificates = config.certificate_directory or self.config.broker.certificate_directory
         spec = self._spec(config.name, config.type, dict(config.settings), certificates)
-        return dataclasses.replace(spec, watchdog=config.policy.watchdog)
+        return dataclasses.replace(spec, watchdog=config.policy.watchdog, environment=dict(config.environment))
 
     def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:
         broker = self.config.broker
@@ -277,6 +281,15 @@ class Supervisor:
             password=broker.read_password(),
             tls_insecure=broker.tls_insecure,
         )
+
+    def unready_dependencies(self, watcher: Watcher) -> list[str]:
+        return self.order.unready(watcher)
+
+    def dependency_pids(self, watcher: Watcher) -> dict[str, int | None]:
+        return self.order.pids(watcher)
+
+    def output_line(self, watcher: Watcher, stream: str, line: str) -> None:
+        self.logbook.add(watcher.name, stream, line)
 
     def broker_reachable(self) -> bool:
         return self.health is not None and self.health.is_connected()
@@ -404,9 +417,25 @@ class Supervisor:
         if unknown:
             known = ", ".join(self.watchers) or "none"
             return False, f"unknown resource {unknown[0]!r}; resources of this host: {known}, or all"
-        for each in names:
-            self._apply(op, self.watchers[each])
+        if op == "rebirth":
+            return self.rebirth(name)
+        if op == "stop" and name == "all":
+            self.order.stop_in_order(names)  # dependents first
+        else:
+            for each in names:
+                self._apply(op, self.watchers[each])
         return True, f"{op}: {', '.join(names) or 'no resources'}"
+
+    def rebirth(self, name: str) -> tuple[bool, str]:
+        """Have a resource (or ``all``, with the meta-resource's health) publish everything again."""
+        names = list(self.watchers) if name == "all" else [name]
+        asked = [each for each in names if self.watchers[each].rebirth()]
+        if name == "all" and self.health is not None:
+            self.health.rebirth()
+            asked.append(self.config.name)
+        if not asked:
+            return False, f"rebirth: {name} has no running process"
+        return True, f"rebirth: {', '.join(asked)}"
 
     def _apply(self, op: str, watcher: Watcher) -> None:
         if op == "stop":
@@ -447,7 +476,10 @@ class Supervisor:
         if plan.reopen_logs:
             self._reopen_file_logs()
         for name in plan.removed:
-            self._retire(name)
+            self._retiring.add(name)
+        self.order.stop_in_order(plan.removed)  # dependents first
+        for name in plan.removed:
+            self._forget_if_retired(self.watchers[name])
         for name in plan.changed:
             self._reconfigure(self.watchers[name], plan.config.resources[name])
         for name in plan.added:
@@ -458,6 +490,7 @@ class Supervisor:
                 self._add_watcher(plan.config.resources[name])
         if plan.restart_meta:
             self._restart_meta(withdraw_commands=remote_control_changed and not self.config.remote_control)
+        self.order.release_waiting()  # a changed depends_on may free a waiting resource
         untouched = len(plan.config.resources) - len(plan.added) - len(plan.changed)
         message = (
             f"reloaded {self.config.path}: {len(plan.added)} added, {len(plan.removed)} removed, "
@@ -485,23 +518,24 @@ class Supervisor:
         else:
             watcher.stop()
 
-    def _retire(self, name: str) -> None:
-        """Stop a resource removed from the manifest; its health topics are cleared once it is stopped."""
-        self._retiring.add(name)
-        watcher = self.watchers[name]
-        watcher.stop()
-        self._forget_if_retired(watcher)
-
     def _forget_if_retired(self, watcher: Watcher) -> None:
         if watcher.name in self._retiring and watcher.state == STOPPED and watcher.pid is None:
             self._retiring.discard(watcher.name)
             del self.watchers[watcher.name]
+            self.order.forget(watcher.name)
+            self.logbook.forget(watcher.name)
             if self.health is not None:
                 self.health.forget(watcher.name)
 
     # -------------------------------------------------------------- health
 
     def state_changed(self, watcher: Watcher) -> None:
+        try:
+            self._report_state(watcher)
+        finally:
+            self.order.changed(watcher)  # after: a dependency's new state is published before its dependents'
+
+    def _report_state(self, watcher: Watcher) -> None:
         if self.health is None:
             return
         if watcher.name in self._retiring:
@@ -599,6 +633,7 @@ class Supervisor:
             "refused": watcher.counted("refused"),
             "queued": watcher.queued,
             "connected": watcher.connected,
+            "waiting_for": list(watcher.waiting_for) if watcher.state == WAITING else [],
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -617,6 +652,26 @@ class Supervisor:
             "broker_connected": self.broker_reachable(),
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
         }
+
+    def status(self) -> dict[str, Any]:
+        """What ``sghost status`` shows: the snapshot, with each resource's last stderr line (not sent over MQTT)."""
+        document = self.snapshot()
+        for name, values in document["resources"].items():
+            values["last_stderr"] = self.logbook.last_stderr(name)
+        return document
+
+    def follow_logs(self, sock: socket.socket, resource: str | None) -> bool:
+        """Stream every new line of ``resource`` (None: all) to ``sock`` (``sghost logs -f``)."""
+        return self.logbook.follow(sock, resource)
+
+    def logs(self, resource: str | None, count: int, follow: bool = False) -> tuple[bool, str, list[dict[str, Any]]]:
+        """The last ``count`` lines of ``resource`` (None: every resource, interleaved)."""
+        if follow and self.logbook.followers_full:
+            return False, f"{MAX_FOLLOWERS} readers already follow the logs of this host; try again later", []
+        if resource is not None and resource not in self.watchers and resource not in self.logbook.rings:
+            known = ", ".join(self.watchers) or "none"
+            return False, f"unknown resource {resource!r}; resources of this host: {known}", []
+        return True, "", [line.as_dict() for line in self.logbook.tail(resource, count)]
 
     def _publish_all(self) -> None:
         if self.health is None:
@@ -640,6 +695,7 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     fields = {key: values[key] for key in values if key not in DOCUMENT_ONLY}
     fields["pid"] = values["pid"] or 0
     fields["error"] = values["error"] or "none"
+    fields["waiting_for"] = ",".join(values.get("waiting_for") or []) or "none"
     return fields
 
 

@@ -1,7 +1,8 @@
 """One resource under supervision: its process, its state and its restart policy.
 
 States (as supervisord users know them): ``starting``, ``running``,
-``backoff``, ``stopping``, ``stopped``, ``fatal``.
+``backoff``, ``stopping``, ``stopped``, ``fatal``; and ``waiting``: not
+started because a resource it ``depends_on`` is not ready (``waiting_for``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ BACKOFF = "backoff"
 STOPPING = "stopping"
 STOPPED = "stopped"
 FATAL = "fatal"
-STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL)
+WAITING = "waiting"
+STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL, WAITING)
 COUNTED = ("dropped", "refused")
 """Publish counters kept per resource across its restarts (from the child's ``counters`` events)."""
 
@@ -43,6 +45,9 @@ class Host(PipeHost, Protocol):
     def capabilities_lost(self, watcher: Watcher, topics: list[str]) -> None: ...
     def broker_reachable(self) -> bool: ...
     def child_spec(self, config: ResourceConfig) -> ChildSpec: ...
+    def unready_dependencies(self, watcher: Watcher) -> list[str]: ...
+    def dependency_pids(self, watcher: Watcher) -> dict[str, int | None]: ...
+    def output_line(self, watcher: Watcher, stream: str, line: str) -> None: ...
 
 
 class Watcher:
@@ -79,6 +84,14 @@ class Watcher:
         self._counted_now: dict[str, int] = dict.fromkeys(COUNTED, 0)
         self.queued = 0
         """QoS >= 1 messages the running process has waiting for the broker's acknowledgement."""
+        self.waiting_for: list[str] = []
+        """The dependencies this resource waits for, while ``waiting``."""
+        self.dependency_pids: dict[str, int | None] = {}
+        """The pid each dependency had when this process was started (for ``restart_with_dependencies``)."""
+        self._setup_done = False
+        self._wants_signal = False
+        self._signalled = False
+        self._ready_timer: Timer | None = None
 
     # ------------------------------------------------------------- commands
 
@@ -88,6 +101,9 @@ class Watcher:
             return
         self._cancel_timer()
         self._stop_wanted = False
+        if self._wait_for_dependencies():
+            return
+        self.dependency_pids = self.host.dependency_pids(self)
         if self.spawns:
             self.restarts += 1
         self.spawns += 1
@@ -96,9 +112,10 @@ class Watcher:
         self._kill_reason = None
         self._reported_error = None
         self._memory_strikes = 0
+        self._setup_done = self._wants_signal = self._signalled = False
         self._set_state(STARTING)
         self._spawn_pending = True
-        child_ends = self.pipes.open()
+        child_ends = self.pipes.open(inbound=True)
         self.host.spawn(self, self.host.child_spec(self.config), child_ends)
         for fd in child_ends:
             os.close(fd)
@@ -107,8 +124,9 @@ class Watcher:
         """Stop the process (SIGTERM to its group, SIGKILL after ``stop_timeout``) and keep it stopped."""
         self._stop_wanted = True
         self._restart_wanted = False
-        if self.state in (BACKOFF, FATAL):
+        if self.state in (BACKOFF, FATAL, WAITING):
             self._cancel_timer()
+            self.waiting_for = []
             self._set_state(STOPPED)
         elif self.state in (STARTING, RUNNING):
             self._terminate()
@@ -131,6 +149,20 @@ class Watcher:
         self._kill_reason = reason
         log.warning("[%s] %s: killing process group %d", self.name, reason, self.pid)
         oslevel.kill_group(self.pid, signal.SIGKILL)
+
+    def rebirth(self) -> bool:
+        """Ask the process to publish presence, announcements and current values again; False without one."""
+        fd = self.pipes.inbound
+        if fd is None or self.pid is None:
+            return False
+        try:
+            os.write(fd, b'{"op":"rebirth"}\n')
+        except BlockingIOError:
+            log.warning("[%s] rebirth not sent: the process does not read its requests", self.name)
+            return False
+        except OSError:
+            return False
+        return True
 
     def reconfigure(self, config: ResourceConfig) -> None:
         self.config = config
@@ -161,8 +193,12 @@ class Watcher:
         elif kind == events.READY:
             self.announced = [str(topic) for topic in event.get("topics", [])]
             self.last_heartbeat = time.monotonic()
-            if self.state == STARTING:
-                self._set_state(RUNNING)
+            self._setup_done = True
+            self._wants_signal = bool(event.get("signal"))
+            self._become_running_if_ready()
+        elif kind == events.READY_SIGNAL:
+            self._signalled = True
+            self._become_running_if_ready()
         elif kind == events.CONNECTED:
             self.connected = True
             self.host.state_changed(self)
@@ -177,6 +213,7 @@ class Watcher:
             self._record_error(self._describe_reported(kind))
 
     def output_line(self, stream: str, line: str) -> None:
+        self.host.output_line(self, stream, line)
         level, text = log_output(self.output, self.name, stream, line)
         if self.file_log is not None:
             self.file_log.log(level, "%s", text)
@@ -194,6 +231,7 @@ class Watcher:
         self.pid = None
         self.connected = False
         self._count_ended_process()
+        self._cancel_ready_timer()
         if self.announced:
             self.host.capabilities_lost(self, self.announced)
         self._after_end(status, ran_for)
@@ -220,11 +258,62 @@ class Watcher:
             self._counted_before[key] += self._counted_now[key]
         self._counted_now = dict.fromkeys(COUNTED, 0)
         self.queued = 0
+    @property
+    def has_process(self) -> bool:
+        """A process runs, or is being forked."""
+        return self.pid is not None or self._spawn_pending
+
+    @property
+    def ready(self) -> bool:
+        """Running, connected and announced (and, for ``ready="signal"`` types, ``context.ready()`` called)."""
+        return self.state == RUNNING and self.connected and self.pid is not None
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at if self.pid is not None else 0.0
 
     # -------------------------------------------------------------- internals
+
+    def _wait_for_dependencies(self) -> bool:
+        """Enter ``waiting`` (True) while a dependency is not ready; the supervisor calls start() again."""
+        blockers = self.host.unready_dependencies(self)
+        if not blockers:
+            self.waiting_for = []
+            return False
+        changed = blockers != self.waiting_for
+        self.waiting_for = blockers
+        if self.state != WAITING:
+            log.info("[%s] waiting for %s", self.name, ", ".join(blockers))
+            self._set_state(WAITING)
+        elif changed:
+            self.host.state_changed(self)
+        return True
+
+    def _become_running_if_ready(self) -> None:
+        if self.state != STARTING or not self._setup_done:
+            return
+        if self._wants_signal and not self._signalled:
+            if self._ready_timer is None:
+                self._start_ready_timer()
+            return
+        self._cancel_ready_timer()
+        self._set_state(RUNNING)
+
+    def _start_ready_timer(self) -> None:
+        limit = self.config.policy.ready_timeout
+        pid = self.pid
+        remaining = max(0.0, limit - (time.monotonic() - self.started_at))
+
+        def expire() -> None:
+            self._ready_timer = None
+            if self.pid == pid and self.state == STARTING:
+                self.kill_for(f"not ready within ready_timeout {limit:g} s (context.ready() was not called)")
+
+        self._ready_timer = self.host.timers.call_later(remaining, expire)
+
+    def _cancel_ready_timer(self) -> None:
+        if self._ready_timer is not None:
+            self._ready_timer.cancel()
+            self._ready_timer = None
 
     def _after_end(self, status: int, ran_for: float) -> None:
         if self._stop_wanted:

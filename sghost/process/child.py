@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -24,6 +25,7 @@ from sghost.plugins import PluginRegistry
 from sghost.process import events
 from sghost.process.exitcodes import EXIT_BROKER_REFUSED, EXIT_OK, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
 from sghost.process.spec import ChildSpec
+from sghost.process.supervisorlink import SupervisorLink
 
 LOOP_TIMEOUT = 0.25
 COUNTERS_INTERVAL = 0.5
@@ -83,18 +85,24 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
         return EXIT_TYPE_MISSING
     resource = build_resource(spec)
     context = ResourceContext(spec.name, spec.settings, resource)
+    link = SupervisorLink(channel, inbound, resource, context)  # issue 10: rebirth, context.ready()
     try:
         resource_type.setup(context)
     except Exception as error:
         log.exception("The setup of resource type %r failed", spec.type_name)
         channel.send(events.PLUGIN_ERROR, text=one_line(error))
         return EXIT_PLUGIN_ERROR
-    channel.send(events.READY, topics=resource.announced_topics)
-    return _run_loop(spec, resource, context, channel, stop)
+    channel.send(events.READY, topics=resource.announced_topics, signal=resource_type.ready == "signal")
+    return _run_loop(spec, resource, context, channel, stop, link.poll)
 
 
 def _run_loop(
-    spec: ChildSpec, resource: Resource, context: ResourceContext, channel: events.EventWriter, stop: _StopFlag
+    spec: ChildSpec,
+    resource: Resource,
+    context: ResourceContext,
+    channel: events.EventWriter,
+    stop: _StopFlag,
+    between_iterations: Callable[[], None] = lambda: None,
 ) -> int:
     reporter = _ConnectionReporter(channel)
     resource.on_broker_connectionstatus_info = reporter.status_changed
@@ -114,6 +122,7 @@ def _run_loop(
     while not stop.requested:
         until_timer = context.run_due_timers()
         resource.run_callbacks(LOOP_TIMEOUT if until_timer is None else max(0.0, min(LOOP_TIMEOUT, until_timer)))
+        between_iterations()  # the supervisor's requests (SupervisorLink.poll)
         now = time.monotonic()
         if heartbeat_interval is not None and now >= next_heartbeat:
             channel.send(events.HEARTBEAT)

@@ -4,7 +4,9 @@ Kinds: ``ready`` (setup done, ``topics`` = announced capability topics),
 ``heartbeat``, ``connected``, ``disconnected``, ``connect_error`` (``text``),
 ``plugin_error`` (``text``: the exception's one-line text), ``counters``
 (``published``, ``refused``, ``dropped``, ``queued``: the resource's publish
-counters since its process started, sent when they change); from the
+counters since its process started, sent when they change), ``ready_signal``
+(the plugin called ``context.ready()``; ``ready`` carries ``signal: true``
+when the type waits for it); from the
 meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command).
 """
 
@@ -22,6 +24,7 @@ CONNECT_ERROR = "connect_error"
 PLUGIN_ERROR = "plugin_error"
 COUNTERS = "counters"
 REMOTE = "remote"
+READY_SIGNAL = "ready_signal"
 
 
 class EventWriter:

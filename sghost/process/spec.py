@@ -33,6 +33,8 @@ class ChildSpec:
     """For the meta-resource: the remote-control commands it accepts."""
     watchdog: float = 0.0
     """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    """Added to the process's environment (the manifest's ``environment`` and ``env_file``)."""
 
     @property
     def heartbeat_interval(self) -> float | None:

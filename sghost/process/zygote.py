@@ -168,6 +168,7 @@ class Zygote:
             os.close(err_fd)
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            os.environ.update(spec.environment)  # the manifest's environment / env_file
             from sghost.process.child import configure_child_logging
 
             configure_child_logging(spec.log_level)
