@@ -11,6 +11,7 @@ from typing import Any
 
 from sghost import __version__
 from sghost.cli.certs import add_certs_parser
+from sghost.cli.metrics import add_metrics_parser
 from sghost.config.checked import load_checked, load_registry
 from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
 from sghost.plugins import format_plugins
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(handler=_plugins)
     add_certs_parser(commands)
     _add_control_commands(commands)
+    add_metrics_parser(commands, DEFAULT_MANIFEST)
     return parser
 
 

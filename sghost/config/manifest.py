@@ -32,6 +32,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 from sgframework import constants
 from sgframework.topics import validate_name
+from sghost.config.integrations import TABLES as INTEGRATION_TABLES
+from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
 from sghost.config.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
@@ -40,7 +42,7 @@ PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
 """The values of ``[broker] protocol``."""
 CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
 """The files a ``certificate_directory`` must hold."""
-TABLES = ("host", "broker", "defaults", "resources")
+TABLES = ("host", "broker", "defaults", "resources", *INTEGRATION_TABLES)
 """The top-level tables of a manifest."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 """The broker hosts allowed with ``embedded = true`` (the embedded broker listens on loopback only)."""
@@ -154,6 +156,9 @@ class HostConfig:
     defaults: RestartPolicy = field(default_factory=RestartPolicy)
     resources: dict[str, ResourceConfig] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
 
 
 # ---------------------------------------------------------------------------
@@ -639,7 +644,7 @@ def _read_resources(problems: _Problems, raw: Any, context: _ResourceContext) ->
 
 
 def _read_sections(problems: _Problems, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return the four top-level tables (empty when absent); report unknown and non-table ones."""
+    """Return the top-level tables (empty when absent); report unknown and non-table ones."""
     sections: dict[str, dict[str, Any]] = {}
     for key, value in document.items():
         if key not in TABLES:
@@ -706,6 +711,7 @@ def load_manifest(
     defaults = _merge_policy(problems, ("defaults",), default_values, RestartPolicy())
     context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings)
     resources = _read_resources(problems, document.get("resources", {}), context)
+    integrations = read_integrations(problems, sections)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
     return HostConfig(
@@ -714,6 +720,7 @@ def load_manifest(
         defaults=defaults,
         resources=resources,
         warnings=tuple(problems.warnings),
+        **integrations,
         **host,
     )
 
@@ -756,6 +763,20 @@ _EXAMPLE = """\
 # stop_timeout = 5.0            # SIGTERM, then SIGKILL after this many seconds
 # watchdog = 0.0                # seconds without a heartbeat before a hung resource is killed; 0 = off
 # max_memory_mb = 0.0           # restart a resource above this resident memory; 0 = off
+
+# [homeassistant]               # Home Assistant MQTT discovery (docs/homeassistant.md)
+# discovery = false             # true: publish discovery configs for the gateway and each resource
+# prefix = "homeassistant"      # Home Assistant's discovery prefix
+
+# [metrics]                     # Prometheus text for node_exporter's textfile collector
+# textfile = "/var/lib/node_exporter/textfile_collector/sghost.prom"  # (unset by default) every health_interval
+
+# [hooks]                       # programs run on state changes: argv arrays, no shell; each unset by default
+# on_state = ["/usr/local/bin/notify", "--flag"]  # every state change of a resource
+# on_fatal = ["/usr/local/bin/notify"]    # a resource enters fatal
+# on_backoff = ["/usr/local/bin/notify"]  # a resource enters backoff
+# on_restart = ["/usr/local/bin/notify"]  # a new process for a resource after an earlier one ended
+# hook_timeout = 10.0           # seconds before a hook is ended (SIGTERM, then SIGKILL)
 
 {resource}"""
 

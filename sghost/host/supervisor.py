@@ -27,6 +27,7 @@ from sghost import __version__
 from sghost.config.checked import load_checked
 from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig
 from sghost.config.reloadplan import plan_reload
+from sghost.health import metrics
 from sghost.health.reporting import MetaProcess
 from sghost.host import systemd
 from sghost.host.broker import BrokerError, EmbeddedBroker
@@ -93,6 +94,7 @@ class Supervisor:
         self._document_due = False
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
+        self._metrics_error: str | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -597,9 +599,9 @@ class Supervisor:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything ``health`` and ``sghost status`` show."""
+        """Everything ``health`` and ``sghost status`` show, and (under ``processes``) what metrics add."""
         memory = psutil.virtual_memory()
-        return {
+        document = {
             "host": self.config.name,
             "version": __version__,
             "pid": os.getpid(),
@@ -612,11 +614,49 @@ class Supervisor:
             "broker_connected": self.broker_reachable(),
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
         }
+        document[metrics.PROCESSES] = {
+            name: figures for name, w in self.watchers.items() if (figures := self._process_figures(w)) is not None
+        }
+        return document
+
+    def _process_figures(self, watcher: Watcher) -> dict[str, float] | None:
+        """Cumulative CPU seconds, resident bytes and start time (Unix) of a resource's process."""
+        process = self._processes.get(watcher.pid) if watcher.pid is not None else None
+        if process is None:
+            return None
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                return {
+                    "cpu_seconds": times.user + times.system,
+                    "memory_bytes": process.memory_info().rss,
+                    "start_time": process.create_time(),
+                }
+        except psutil.Error:
+            return None
+
+    def _write_metrics(self, document: dict[str, Any]) -> None:
+        path = self.config.metrics.textfile
+        if path is None:
+            return
+        try:
+            metrics.write_atomically(path, metrics.render(document))
+        except OSError as error:
+            message = f"cannot write the metrics file {path}: {error.strerror or error}"
+            if message != self._metrics_error:
+                log.warning("%s; retrying every health_interval", message)
+            self._metrics_error = message
+            return
+        if self._metrics_error is not None:
+            log.info("metrics file %s written again", path)
+        self._metrics_error = None
 
     def _publish_all(self) -> None:
+        document = self.snapshot()
+        self._write_metrics(document)
+        del document[metrics.PROCESSES]  # not part of the health document: it would change at every sample
         if self.health is None:
             return
-        document = self.snapshot()
         for name, values in document["resources"].items():
             shown = self.health.update(name, health_fields(values))
             values.update({key: shown[key] for key in SAMPLED_FIELDS})
