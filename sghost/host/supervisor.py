@@ -32,6 +32,7 @@ from sghost.health.reporting import MetaProcess
 from sghost.host import systemd
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.hooks import HookRunner
 from sghost.host.timers import Timers
 from sghost.host.watcher import BACKOFF, FATAL, RUNNING, STOPPED, Watcher
 from sghost.plugins import PluginRegistry
@@ -95,6 +96,7 @@ class Supervisor:
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
         self._metrics_error: str | None = None
+        self.hooks = HookRunner(config.hooks, config.name, self.timers)
 
     # ------------------------------------------------------------------ run
 
@@ -196,6 +198,7 @@ class Supervisor:
         self._publish_all()
 
     def _cleanup(self) -> None:
+        self.hooks.close()
         if self._zygote_sock is not None:
             self._zygote_sock.close()
             self._zygote_sock = None
@@ -441,6 +444,7 @@ class Supervisor:
             log.warning("reload: %s", line)
         remote_control_changed = plan.config.remote_control != self.config.remote_control
         self.config = plan.config
+        self.hooks.config = plan.config.hooks
         if remote_control_changed:
             self._log_remote_control()
         self._address = self._address_for(plan.config.broker)
@@ -496,12 +500,14 @@ class Supervisor:
         if watcher.name in self._retiring and watcher.state == STOPPED and watcher.pid is None:
             self._retiring.discard(watcher.name)
             del self.watchers[watcher.name]
+            self.hooks.forget(watcher.name)
             if self.health is not None:
                 self.health.forget(watcher.name)
 
     # -------------------------------------------------------------- health
 
     def state_changed(self, watcher: Watcher) -> None:
+        self.hooks.state_changed(watcher.name, watcher.state, watcher.last_error, watcher.restarts)
         if self.health is None:
             return
         if watcher.name in self._retiring:
