@@ -185,6 +185,10 @@ class MetaProcess:
     def capabilities_lost(self, topics: list[str]) -> None:
         self._send({"op": "lost", "topics": topics})
 
+    def homeassistant(self, settings: dict[str, Any]) -> None:
+        """Configure Home Assistant discovery (sghost.health.homeassistant); ``discovery: false`` withdraws it."""
+        self._send({"op": "homeassistant", **settings})
+
     def forget(self, resource_name: str) -> None:
         for key in [key for key in self._reported if key.startswith(f"{resource_name}_")]:
             del self._reported[key]

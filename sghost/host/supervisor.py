@@ -96,6 +96,7 @@ class Supervisor:
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
         self._metrics_error: str | None = None
+        self._discovery_on = False
         self.hooks = HookRunner(config.hooks, config.name, self.timers)
 
     # ------------------------------------------------------------------ run
@@ -190,6 +191,7 @@ class Supervisor:
 
     def meta_spawned(self, restarted: bool) -> None:
         """The meta-resource process has its pid; a restarted one knows nothing yet: send it every state."""
+        self._configure_discovery()
         if not restarted:
             self._publish_document_soon()  # the document now has a meta_pid
             return
@@ -460,6 +462,7 @@ class Supervisor:
                 self._reconfigure(self.watchers[name], plan.config.resources[name])
             else:
                 self._add_watcher(plan.config.resources[name])
+        self._configure_discovery()
         if plan.restart_meta:
             self._restart_meta(withdraw_commands=remote_control_changed and not self.config.remote_control)
         untouched = len(plan.config.resources) - len(plan.added) - len(plan.changed)
@@ -471,6 +474,26 @@ class Supervisor:
             message += f"; {self.config.name} reconnects with the new settings"
         log.info("%s", message)
         return True, message
+
+    def _configure_discovery(self) -> None:
+        """Tell the meta-resource what Home Assistant discovery covers now (only when on, or just turned off)."""
+        settings = self.config.homeassistant
+        if self.health is None or not (settings.discovery or self._discovery_on):
+            return
+        self._discovery_on = settings.discovery
+        types = self.registry.types
+        versions = {info.name: info.version or "" for info in self.registry.plugins}
+        resources = {
+            name: {
+                "type_name": config.type,
+                "version": versions.get(types[config.type].plugin, "") if config.type in types else "",
+            }
+            for name, config in self.config.resources.items()
+        }
+        self.health.homeassistant({
+            "discovery": settings.discovery, "prefix": settings.prefix, "version": __version__,
+            "remote_control": self.config.remote_control, "resources": resources,
+        })
 
     def _restart_meta(self, withdraw_commands: bool) -> None:
         """Reconnect the meta-resource with the current [broker] and remote_control."""
