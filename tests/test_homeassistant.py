@@ -304,10 +304,39 @@ def test_discovery_is_off_unless_asked_and_stale_configs_are_cleared(
     assert [m.topic for m in recorder.messages if m.topic.startswith("ha/")] == [stale]
     host.stop()
     second = manifest_text(mosquitto, '[resources.alpha]\ntype = "echoer"\n' + DISCOVERY, host="quiet")
-    host_factory(second, name="second.toml")
+    again = host_factory(second, name="second.toml")
     recorder.wait_for(stale, "", timeout=10)
     running = recorder.wait_for("ha/binary_sensor/quiet/res-alpha-running/config", timeout=10)
     assert "button" not in {m.topic.split("/")[1] for m in recorder.messages}  # no remote_control, no button
     assert json.loads(running.payload)["availability"] == [
         {"topic": "resourceavailable/quiet/presence", "payload_available": "True", "payload_not_available": "False"}
     ]
+
+    # Turned off by a reload: every config of the host is removed.
+    now = max(m.at for m in recorder.messages)
+    again.manifest.write_text(second.replace("discovery = true", "discovery = false"))
+    assert run_cli("reload", "-c", str(again.manifest)).returncode == 0
+    recorder.wait_for("ha/binary_sensor/quiet/res-alpha-running/config", "", timeout=10, after=now)
+    recorder.wait_for("ha/sensor/quiet/host-cpu/config", "", timeout=10, after=now)
+    leftover = mqtt_recorder(mosquitto, "ha/+/quiet/#")
+    assert not leftover.wait_until(lambda: [m.topic for m in leftover.messages if m.payload], timeout=1)
+
+
+def test_manifest_problems_in_the_integration_tables(tmp_path: Path) -> None:
+    manifest = tmp_path / "hostconfig.toml"
+    manifest.write_text(
+        '[homeassistant]\ndiscovery = "yes"\nprefix = "home/+/x"\nprefx = 1\n'
+        '[hooks]\non_fatal = ["no-such-program-anywhere"]\nhook_timeout = -1\n'
+        '[metrics]\ntextfile = "nowhere/sghost.prom"\n'
+    )
+    result = run_cli("check", "-c", str(manifest))
+    assert result.returncode == 2
+    for line in (
+        "homeassistant.discovery: got a string; expected true or false",
+        "homeassistant.prefix: got 'home/+/x'; expected a topic prefix",
+        'homeassistant.prefx: unknown key; did you mean "prefix"?',
+        "hooks.on_fatal: program 'no-such-program-anywhere' not found on PATH",
+        "hooks.hook_timeout: got -1; expected a number of seconds > 0",
+        f"metrics.textfile: directory not found: {tmp_path / 'nowhere'}",
+    ):
+        assert f"{manifest}: {line}" in result.stderr, (line, result.stderr)
