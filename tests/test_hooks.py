@@ -106,3 +106,30 @@ def test_a_hook_that_cannot_start_is_logged_and_the_resource_runs(
     host = host_factory(manifest_text(mosquitto, resources))
     recorder.wait_for("data/sghost/alpha_state", "running", timeout=10)
     host.wait_log(f"[alpha] hook on_state: cannot run {hook}", timeout=5)
+
+
+def test_one_run_per_resource_and_state_at_a_time_and_the_rest_is_logged(tmp_path: Path, caplog) -> None:
+    """The runner on its own, driven as the supervisor's loop drives it (real processes, real timers)."""
+    from sghost.config.integrations import HooksConfig
+    from sghost.host.hooks import HookRunner
+    from sghost.host.timers import Timers
+
+    runs = tmp_path / "runs"
+    hook = script(tmp_path / "slow.sh", f'#!/bin/sh\necho "$SGHOST_STATE" >> {runs}\nexec sleep 30\n')
+    timers = Timers()
+    runner = HookRunner(HooksConfig(on_state=(str(hook),), hook_timeout=1.0), "gw", timers)
+    runner.state_changed("alpha", "stopped", "", 0)  # just added: nothing has happened yet
+    assert runner.running == 0
+    for state in ("starting", "running", "starting", "running"):
+        runner.state_changed("alpha", state, "", 0)
+    assert runner.running == 2  # one per state; the second starting and running were skipped
+    assert caplog.text.count("is still running") == 2
+
+    def drive() -> bool:
+        timers.run_due()
+        return runner.running == 0
+
+    assert wait_until(drive, timeout=10, interval=0.05), "the hooks were not ended after hook_timeout"
+    assert sorted(lines(runs)) == ["running", "starting"]
+    assert "ended after its timeout" in caplog.text
+    assert "2 change(s) skipped" not in caplog.text and "1 change(s) skipped while it ran" in caplog.text
