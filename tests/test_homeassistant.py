@@ -304,8 +304,13 @@ def test_discovery_is_off_unless_asked_and_stale_configs_are_cleared(
     assert [m.topic for m in recorder.messages if m.topic.startswith("ha/")] == [stale]
     host.stop()
     second = manifest_text(mosquitto, '[resources.alpha]\ntype = "echoer"\n' + DISCOVERY, host="quiet")
+    # And one for a signal of a current resource that it no longer announces: kept while announcements
+    # settle (its announcement would claim it), then removed.
+    stale_signal = "ha/sensor/quiet/res-alpha-data-gone/config"
+    writer.publish(stale_signal, json.dumps({"unique_id": "sghost-quiet-res-alpha-data-gone"}), retain=True)
     again = host_factory(second, name="second.toml")
     recorder.wait_for(stale, "", timeout=10)
+    recorder.wait_for(stale_signal, "", timeout=15)
     running = recorder.wait_for("ha/binary_sensor/quiet/res-alpha-running/config", timeout=10)
     assert "button" not in {m.topic.split("/")[1] for m in recorder.messages}  # no remote_control, no button
     assert json.loads(running.payload)["availability"] == [

@@ -42,6 +42,8 @@ STATES = ("starting", "running", "backoff", "stopping", "stopped", "fatal")
 DISCOVERY_QOS = 1
 CLASSIFY_TIMEOUT = 3.0
 """Seconds to wait for a command's first value (its default) before offering it as text."""
+SETTLE_TIME = 2 * CLASSIFY_TIMEOUT
+"""Seconds after which a retained signal config from before that no announcement claimed is removed."""
 
 log = logging.getLogger("sghost.homeassistant")
 
@@ -300,6 +302,8 @@ class Discovery:
         self._waiting: dict[tuple[str, str], float] = {}
         self._connected = False
         self._enabled = True
+        self._unclaimed: dict[str, float] = {}
+        """Retained signal configs from before, kept for SETTLE_TIME in case their announcement claims them."""
 
     # ------------------------------------------------------------ control
 
@@ -360,6 +364,12 @@ class Discovery:
         """From the main loop: offer as ``text`` each command whose default did not come in time."""
         now = time.monotonic()
         with self._lock:
+            for topic, since in list(self._unclaimed.items()):
+                if now - since >= SETTLE_TIME:
+                    del self._unclaimed[topic]
+                    if topic not in self._wanted:
+                        log.info("removing the stale Home Assistant config %s", topic)
+                        self._publish(topic, b"")
             late = [key for key, since in self._waiting.items() if now - since >= CLASSIFY_TIMEOUT]
             for key in late:
                 del self._waiting[key]
@@ -421,9 +431,27 @@ class Discovery:
             resource = resource_of(object_id)
             is_signal = "-data-" in object_id or "-command-" in object_id
             if is_signal and resource is not None and resource in self.resources:
-                return  # a signal of a current resource: its announcement decides
+                # A signal of a current resource: its announcement decides, within SETTLE_TIME.
+                self._unclaimed[message.topic] = time.monotonic()
+                self._learn_kind(message.topic)
+                return
             log.info("removing the stale Home Assistant config %s", message.topic)
             self.client.publish(message.topic, b"", qos=DISCOVERY_QOS, retain=True)
+
+    def _learn_kind(self, topic: str) -> None:
+        """A switch or text config from before tells what that command's default was (it may not be retained)."""
+        _prefix, component, _node, object_id, _config = topic.split("/")
+        parts = object_id.split("-")
+        if component not in ("switch", "text") or len(parts) != 4 or parts[2] != "command":
+            return
+        try:
+            key = (decode_id(parts[1]), decode_id(parts[3]))
+        except ValueError:
+            return
+        if key not in self._kinds:
+            self._kinds[key] = component == "switch"
+            if self._waiting.pop(key, None) is not None:
+                self._refresh()
 
     # ---------------------------------------------------------- publishing
 
