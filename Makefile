@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python bench/framework.py
 	$(BIN)/python bench/host.py
 	$(BIN)/python bench/logring.py
+	$(BIN)/python bench/integrations.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

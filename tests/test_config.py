@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sghost.config.integrations import HomeAssistantConfig, MetricsConfig
 from sghost.config.manifest import (
     BrokerConfig,
     HostConfig,
@@ -298,8 +299,10 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
         ("[broker]\nprot = 1\n", 'broker.prot: unknown key; did you mean "port"?'),
         ("[defaults]\nmax_restart = 1\n", 'defaults.max_restart: unknown key; did you mean "max_restarts"?'),
         ("[resource.a]\ntype = 't'\n", 'resource: unknown table; did you mean "resources"?'),
-        ("[zzz]\n", "zzz: unknown table; expected one of the tables [host], [broker], [defaults], [resources]"),
-        ("name = 'x'\n", "name: unknown key; expected one of the tables [host], [broker], [defaults], [resources]"),
+        ("[zzz]\n", "zzz: unknown table; expected one of the tables [host], [broker], [defaults], [resources], "
+         "[homeassistant], [metrics], [hooks]"),
+        ("name = 'x'\n", "name: unknown key; expected one of the tables [host], [broker], [defaults], [resources], "
+         "[homeassistant], [metrics], [hooks]"),
         (
             '[broker]\nprotocol = "mqttv5"\n',
             'broker.protocol: "mqttv5" is not an MQTT protocol version; '
@@ -724,7 +727,9 @@ def test_example_manifest_loads_and_documents_every_key(tmp_path: Path) -> None:
     for key, shown in re.findall(r"^# (\w+) = (\S+)", text, flags=re.MULTILINE):
         documented.setdefault(key, shown)  # the first occurrence: resource tables show overrides
     sections: list[tuple[Any, tuple[str, ...]]] = [
-        (HostConfig, ("path", "broker", "defaults", "resources", "warnings")),
+        (HostConfig, ("path", "broker", "defaults", "resources", "warnings", "homeassistant", "metrics", "hooks")),
+        (HomeAssistantConfig, ()),
+        (MetricsConfig, ()),
         (BrokerConfig, ()),
         (RestartPolicy, ()),
     ]

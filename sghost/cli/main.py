@@ -12,6 +12,7 @@ from typing import Any
 from sghost import __version__
 from sghost.cli.certs import add_certs_parser
 from sghost.cli.logs import add_logs_parser
+from sghost.cli.metrics import add_metrics_parser
 from sghost.cli.newplugin import add_new_plugin_parser
 from sghost.cli.rebirth import add_rebirth_parser
 from sghost.cli.run import add_run_parser
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_control_commands(commands)
     add_logs_parser(commands, _add_manifest_option)
     add_rebirth_parser(commands, _add_manifest_option)
+    add_metrics_parser(commands, DEFAULT_MANIFEST)
     return parser
 
 

@@ -33,6 +33,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 from sgframework import constants
 from sgframework.topics import validate_name
 from sghost.config import dependencies, environment
+from sghost.config.integrations import TABLES as INTEGRATION_TABLES
+from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
 from sghost.config.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
@@ -41,7 +43,7 @@ PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
 """The values of ``[broker] protocol``."""
 CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
 """The files a ``certificate_directory`` must hold."""
-TABLES = ("host", "broker", "defaults", "resources")
+TABLES = ("host", "broker", "defaults", "resources", *INTEGRATION_TABLES)
 """The top-level tables of a manifest."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 """The broker hosts allowed with ``embedded = true`` (the embedded broker listens on loopback only)."""
@@ -163,6 +165,9 @@ class HostConfig:
     defaults: RestartPolicy = field(default_factory=RestartPolicy)
     resources: dict[str, ResourceConfig] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
 
 
 # ---------------------------------------------------------------------------
@@ -682,7 +687,7 @@ def _read_resources(problems: _Problems, raw: Any, context: _ResourceContext) ->
 
 
 def _read_sections(problems: _Problems, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return the four top-level tables (empty when absent); report unknown and non-table ones."""
+    """Return the top-level tables (empty when absent); report unknown and non-table ones."""
     sections: dict[str, dict[str, Any]] = {}
     for key, value in document.items():
         if key not in TABLES:
@@ -751,6 +756,7 @@ def load_manifest(
     context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings, default_environment)
     resources = _read_resources(problems, document.get("resources", {}), context)
     _check_dependencies(problems, resources)
+    integrations = read_integrations(problems, sections)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
     return HostConfig(
@@ -759,6 +765,7 @@ def load_manifest(
         defaults=defaults,
         resources=resources,
         warnings=tuple(problems.warnings),
+        **integrations,
         **host,
     )
 
@@ -805,6 +812,20 @@ _EXAMPLE = """\
 # restart_with_dependencies = false  # true: restart once a dependency that died is ready again
 # environment = {{ TZ = "UTC" }}  # (unset by default) added to every resource's process environment
 # env_file = "sghost.env"       # (unset by default) KEY=value lines, systemd EnvironmentFile syntax
+
+# [homeassistant]               # Home Assistant MQTT discovery (docs/homeassistant.md)
+# discovery = false             # true: publish discovery configs for the gateway and each resource
+# prefix = "homeassistant"      # Home Assistant's discovery prefix
+
+# [metrics]                     # Prometheus text for node_exporter's textfile collector
+# textfile = "/var/lib/node_exporter/textfile_collector/sghost.prom"  # (unset by default) every health_interval
+
+# [hooks]                       # programs run on state changes: argv arrays, no shell; each unset by default
+# on_state = ["/usr/local/bin/notify", "--flag"]  # every state change of a resource
+# on_fatal = ["/usr/local/bin/notify"]    # a resource enters fatal
+# on_backoff = ["/usr/local/bin/notify"]  # a resource enters backoff
+# on_restart = ["/usr/local/bin/notify"]  # a new process for a resource after an earlier one ended
+# hook_timeout = 10.0           # seconds before a hook is ended (SIGTERM, then SIGKILL)
 
 {resource}"""
 

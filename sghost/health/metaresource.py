@@ -28,6 +28,7 @@ from typing import Any
 from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
+from sghost.health.homeassistant import Discovery, Gateway, ResourceInfo
 from sghost.process import events
 from sghost.process.child import build_resource
 from sghost.process.lines import LineSplitter
@@ -46,6 +47,7 @@ class HealthPublisher:
         self.resource.logger = logging.getLogger("sghost.mqtt")
         self._sent: dict[str, str] = {}
         self._registered: set[str] = set()
+        self.discovery: Discovery | None = None
 
     @property
     def name(self) -> str:
@@ -92,6 +94,39 @@ class HealthPublisher:
             if client is not None:
                 for prefix in (PREFIX_DATA, PREFIX_DATAAVAILABLE):
                     client.publish(build_topic(prefix, self.name, signal), b"", qos=self.resource.qos, retain=True)
+
+    def homeassistant(self, message: dict[str, Any]) -> None:
+        """Home Assistant discovery as the supervisor configured it (sghost.health.homeassistant)."""
+        if not message.get("discovery"):
+            if self.discovery is not None:
+                self.discovery.close()
+                self.discovery = None
+            return
+        gateway = Gateway(
+            prefix=str(message["prefix"]), host=self.name, version=str(message["version"]),
+            remote_control=bool(message.get("remote_control")),
+        )
+        resources = {name: ResourceInfo(**info) for name, info in message.get("resources", {}).items()}
+        if self.discovery is not None and self.discovery.gateway.prefix != gateway.prefix:
+            self.discovery.close()
+            self.discovery = None
+        if self.discovery is None:
+            discovery = Discovery(self.resource.mqttclient, gateway)
+            discovery.configure(gateway, resources)
+            self.discovery = discovery
+            if self.resource.is_connected:
+                discovery.connected()
+        else:
+            self.discovery.configure(gateway, resources)
+
+    def connection_changed(self, connected: bool) -> None:
+        discovery = self.discovery
+        if discovery is None:
+            return
+        if connected:
+            discovery.connected()
+        else:
+            discovery.disconnected()
 
     def _send(self, signal: str, payload: str) -> None:
         if self._sent.get(signal) == payload:
@@ -161,6 +196,8 @@ def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, A
         publisher.capabilities_lost(message["topics"])
     elif op == "forget":
         publisher.forget(message["name"])
+    elif op == "homeassistant":
+        publisher.homeassistant(message)
     elif op == "answer":
         bridge.answer(message["id"], message["text"])
     elif op == "rebirth":
@@ -185,9 +222,12 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
     bridge = RemoteBridge(channel)
     for op in spec.commands:
         publisher.add_command(op, bridge.ask)
-    publisher.resource.on_broker_connectionstatus_info = lambda _resource, connected: channel.send(
-        events.CONNECTED if connected else events.DISCONNECTED
-    )
+
+    def connection_changed(_resource: Any, connected: bool) -> None:
+        channel.send(events.CONNECTED if connected else events.DISCONNECTED)
+        publisher.connection_changed(connected)
+
+    publisher.resource.on_broker_connectionstatus_info = connection_changed
     publisher.start()
     reported_error: str | None = None
     splitter = LineSplitter(max_line=1 << 24)
@@ -203,6 +243,8 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
             if error is not None and error != reported_error:
                 reported_error = error
                 channel.send(events.CONNECT_ERROR, text=error, refused=False)
+            if publisher.discovery is not None:
+                publisher.discovery.check()
             if not selector.select(POLL_INTERVAL):
                 continue
             chunk = os.read(inbound, 1 << 16)

@@ -189,6 +189,10 @@ class MetaProcess:
         """Publish presence, announcements and every health topic again."""
         self._send({"op": "rebirth"})
 
+    def homeassistant(self, settings: dict[str, Any]) -> None:
+        """Configure Home Assistant discovery (sghost.health.homeassistant); ``discovery: false`` withdraws it."""
+        self._send({"op": "homeassistant", **settings})
+
     def forget(self, resource_name: str) -> None:
         for key in [key for key in self._reported if key.startswith(f"{resource_name}_")]:
             del self._reported[key]

@@ -27,10 +27,12 @@ from sghost import __version__
 from sghost.config.checked import load_checked
 from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig
 from sghost.config.reloadplan import plan_reload
+from sghost.health import metrics
 from sghost.health.reporting import MetaProcess
 from sghost.host import systemd
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.hooks import HookRunner
 from sghost.host.logring import MAX_FOLLOWERS, LogBook
 from sghost.host.ordering import DependencyOrder
 from sghost.host.timers import Timers
@@ -99,6 +101,9 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.logbook = LogBook()
         self.order = DependencyOrder(self.watchers, lambda: self._stopping)
+        self._metrics_error: str | None = None
+        self._discovery_on = False
+        self.hooks = HookRunner(config.hooks, config.name, self.timers)
 
     # ------------------------------------------------------------------ run
 
@@ -191,6 +196,7 @@ class Supervisor:
 
     def meta_spawned(self, restarted: bool) -> None:
         """The meta-resource process has its pid; a restarted one knows nothing yet: send it every state."""
+        self._configure_discovery()
         if not restarted:
             self._publish_document_soon()  # the document now has a meta_pid
             return
@@ -199,6 +205,7 @@ class Supervisor:
         self._publish_all()
 
     def _cleanup(self) -> None:
+        self.hooks.close()
         if self._zygote_sock is not None:
             self._zygote_sock.close()
             self._zygote_sock = None
@@ -470,6 +477,7 @@ class Supervisor:
             log.warning("reload: %s", line)
         remote_control_changed = plan.config.remote_control != self.config.remote_control
         self.config = plan.config
+        self.hooks.config = plan.config.hooks
         if remote_control_changed:
             self._log_remote_control()
         self._address = self._address_for(plan.config.broker)
@@ -488,6 +496,7 @@ class Supervisor:
                 self._reconfigure(self.watchers[name], plan.config.resources[name])
             else:
                 self._add_watcher(plan.config.resources[name])
+        self._configure_discovery()
         if plan.restart_meta:
             self._restart_meta(withdraw_commands=remote_control_changed and not self.config.remote_control)
         self.order.release_waiting()  # a changed depends_on may free a waiting resource
@@ -500,6 +509,26 @@ class Supervisor:
             message += f"; {self.config.name} reconnects with the new settings"
         log.info("%s", message)
         return True, message
+
+    def _configure_discovery(self) -> None:
+        """Tell the meta-resource what Home Assistant discovery covers now (only when on, or just turned off)."""
+        settings = self.config.homeassistant
+        if self.health is None or not (settings.discovery or self._discovery_on):
+            return
+        self._discovery_on = settings.discovery
+        types = self.registry.types
+        versions = {info.name: info.version or "" for info in self.registry.plugins}
+        resources = {
+            name: {
+                "type_name": config.type,
+                "version": versions.get(types[config.type].plugin, "") if config.type in types else "",
+            }
+            for name, config in self.config.resources.items()
+        }
+        self.health.homeassistant({
+            "discovery": settings.discovery, "prefix": settings.prefix, "version": __version__,
+            "remote_control": self.config.remote_control, "resources": resources,
+        })
 
     def _restart_meta(self, withdraw_commands: bool) -> None:
         """Reconnect the meta-resource with the current [broker] and remote_control."""
@@ -524,6 +553,7 @@ class Supervisor:
             del self.watchers[watcher.name]
             self.order.forget(watcher.name)
             self.logbook.forget(watcher.name)
+            self.hooks.forget(watcher.name)
             if self.health is not None:
                 self.health.forget(watcher.name)
 
@@ -536,6 +566,7 @@ class Supervisor:
             self.order.changed(watcher)  # after: a dependency's new state is published before its dependents'
 
     def _report_state(self, watcher: Watcher) -> None:
+        self.hooks.state_changed(watcher.name, watcher.state, watcher.last_error, watcher.restarts)
         if self.health is None:
             return
         if watcher.name in self._retiring:
@@ -637,9 +668,9 @@ class Supervisor:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything ``health`` and ``sghost status`` show."""
+        """Everything ``health`` and ``sghost status`` show, and (under ``processes``) what metrics add."""
         memory = psutil.virtual_memory()
-        return {
+        document = {
             "host": self.config.name,
             "version": __version__,
             "pid": os.getpid(),
@@ -652,6 +683,42 @@ class Supervisor:
             "broker_connected": self.broker_reachable(),
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
         }
+        document[metrics.PROCESSES] = {
+            name: figures for name, w in self.watchers.items() if (figures := self._process_figures(w)) is not None
+        }
+        return document
+
+    def _process_figures(self, watcher: Watcher) -> dict[str, float] | None:
+        """Cumulative CPU seconds, resident bytes and start time (Unix) of a resource's process."""
+        process = self._processes.get(watcher.pid) if watcher.pid is not None else None
+        if process is None:
+            return None
+        try:
+            with process.oneshot():
+                times = process.cpu_times()
+                return {
+                    "cpu_seconds": times.user + times.system,
+                    "memory_bytes": process.memory_info().rss,
+                    "start_time": process.create_time(),
+                }
+        except psutil.Error:
+            return None
+
+    def _write_metrics(self, document: dict[str, Any]) -> None:
+        path = self.config.metrics.textfile
+        if path is None:
+            return
+        try:
+            metrics.write_atomically(path, metrics.render(document))
+        except OSError as error:
+            message = f"cannot write the metrics file {path}: {error.strerror or error}"
+            if message != self._metrics_error:
+                log.warning("%s; retrying every health_interval", message)
+            self._metrics_error = message
+            return
+        if self._metrics_error is not None:
+            log.info("metrics file %s written again", path)
+        self._metrics_error = None
 
     def status(self) -> dict[str, Any]:
         """What ``sghost status`` shows: the snapshot, with each resource's last stderr line (not sent over MQTT)."""
@@ -674,9 +741,11 @@ class Supervisor:
         return True, "", [line.as_dict() for line in self.logbook.tail(resource, count)]
 
     def _publish_all(self) -> None:
+        document = self.snapshot()
+        self._write_metrics(document)
+        del document[metrics.PROCESSES]  # not part of the health document: it would change at every sample
         if self.health is None:
             return
-        document = self.snapshot()
         for name, values in document["resources"].items():
             shown = self.health.update(name, health_fields(values))
             values.update({key: shown[key] for key in SAMPLED_FIELDS})

@@ -14,6 +14,7 @@ import time
 from typing import Any, Protocol
 
 from sghost.config.manifest import ResourceConfig
+from sghost.health.states import BACKOFF, FATAL, RUNNING, STARTING, STATES, STOPPED, STOPPING, WAITING
 from sghost.host.policy import Decision, RestartTracker
 from sghost.host.timers import Timer, Timers
 from sghost.process import events, oslevel
@@ -21,14 +22,6 @@ from sghost.process.exitcodes import EXIT_BROKER_REFUSED, EXIT_PLUGIN_ERROR, EXI
 from sghost.process.pipes import ChildPipes, PipeHost, log_output
 from sghost.process.spec import ChildSpec
 
-STARTING = "starting"
-RUNNING = "running"
-BACKOFF = "backoff"
-STOPPING = "stopping"
-STOPPED = "stopped"
-FATAL = "fatal"
-WAITING = "waiting"
-STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FATAL, WAITING)
 COUNTED = ("dropped", "refused")
 """Publish counters kept per resource across its restarts (from the child's ``counters`` events)."""
 
@@ -398,3 +391,6 @@ class Watcher:
 def _count(value: Any) -> int:
     """A counter from a child's event: a non-negative int, anything else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+__all__ = ["BACKOFF", "FATAL", "RUNNING", "STARTING", "STATES", "STOPPED", "STOPPING", "WAITING", "Watcher"]
