@@ -74,7 +74,7 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
         channel.send(events.PLUGIN_ERROR, text=reason)
         return EXIT_TYPE_MISSING
     resource = build_resource(spec)
-    context = ResourceContext(spec.name, spec.settings, resource)
+    context = ResourceContext(spec.name, spec.settings, resource, spec.base_directory)
     try:
         resource_type.setup(context)
     except Exception as error:

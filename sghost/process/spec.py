@@ -33,6 +33,8 @@ class ChildSpec:
     """For the meta-resource: the remote-control commands it accepts."""
     watchdog: float = 0.0
     """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
+    base_directory: str | None = None
+    """The manifest's directory: relative paths in ``settings`` are relative to it."""
 
     @property
     def heartbeat_interval(self) -> float | None:

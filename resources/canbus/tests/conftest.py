@@ -1,0 +1,237 @@
+"""Fixtures of the canbus tests: the climate bus description, its mapping, in-process resources, sghost hosts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sgframework import Resource
+from sghost.context import ResourceContext
+from sghost.testing import MosquittoBroker
+
+import sghost_canbus
+
+# The original's reference frame 0x008 (big endian, KCD offsets as the original read them),
+# plus frames for commands (0x009: sent by node "climate"), aggregates and checks.
+CLIMATE_KCD = """<?xml version="1.0" encoding="UTF-8"?>
+<NetworkDefinition xmlns="http://kayak.2codeornot2code.org/1.0">
+  <Document name="climateservice"/>
+  <Node id="1" name="climate"/>
+  <Node id="2" name="vehicle"/>
+  <Bus name="climatebus">
+    <Message id="0x008" name="vehicledata" length="8">
+      <Producer><NodeRef id="2"/></Producer>
+      <Signal name="vehiclespeed" offset="8" length="16" endianess="big"><Value slope="0.01"/></Signal>
+      <Signal name="enginespeed" offset="26" length="14" endianess="big"/>
+    </Message>
+    <Message id="0x009" name="climatecontrol" length="8">
+      <Producer><NodeRef id="1"/></Producer>
+      <Signal name="acstatus" offset="0" length="1"/>
+      <Signal name="indoortemperature" offset="8" length="8">
+        <Value type="signed" slope="0.5" min="-20" max="50"/>
+      </Signal>
+      <Signal name="fanlevel" offset="16" length="4"/>
+    </Message>
+    <Message id="0x010" name="ADAS_Seg" length="8">
+      <Producer><NodeRef id="1"/></Producer>
+      <Signal name="ADAS_Seg_MsgType" offset="0" length="3"/>
+      <Signal name="ADAS_Seg_Offset" offset="8" length="13"><Value slope="0.5"/></Signal>
+    </Message>
+    <Message id="0x011" name="climatestatus">
+      <Producer><NodeRef id="2"/></Producer>
+      <Signal name="outdoortemperature" offset="0" length="8" endianess="big"><Value type="signed"/></Signal>
+      <Signal name="humidity" offset="20" length="12" endianess="big"/>
+    </Message>
+  </Bus>
+</NetworkDefinition>
+"""
+
+MAPPING = {
+    "entities": {
+        "signals": [
+            {"canName": "vehiclespeed"},
+            {"canName": "enginespeed", "mqttType": "float"},
+            {"canName": "indoortemperature", "canMultiplier": 1.0, "mqttName": "actualindoortemperature",
+             "mqttType": "float", "mqttEcho": False, "toCan": False, "fromCan": True},
+            {"canName": "acstatus", "mqttName": "aircondition", "mqttEcho": True, "toCan": True, "fromCan": False},
+            {"canName": "fanlevel", "mqttType": "int", "canMultiplier": 10.0, "toCan": True, "fromCan": True},
+        ],
+        "aggregates": [
+            {"mqttName": "ADAS_Seg", "toCan": True, "fromCan": False,
+             "signals": [{"canName": "ADAS_Seg_MsgType", "mqttType": "int"}, {"canName": "ADAS_Seg_Offset"}]},
+            {"mqttName": "climate",
+             "signals": [{"canName": "outdoortemperature", "mqttName": "outdoor", "mqttType": "int"},
+                         {"canName": "humidity"}]},
+        ],
+    }
+}
+
+_channels = itertools.count()
+
+
+@pytest.fixture
+def can_files(tmp_path: Path) -> Path:
+    """A directory holding ``climate.kcd`` and ``mapping.json`` (the original's two files)."""
+    (tmp_path / "climate.kcd").write_text(CLIMATE_KCD)
+    (tmp_path / "mapping.json").write_text(json.dumps(MAPPING))
+    return tmp_path
+
+
+@pytest.fixture
+def virtual_channel() -> str:
+    """A python-can ``virtual`` channel no other test uses (virtual buses join within one process only)."""
+    return f"canbus-test-{os.getpid()}-{next(_channels)}"
+
+
+@pytest.fixture
+def peer(virtual_channel: str) -> Iterator[Any]:
+    """The test's own node on the virtual bus the resource uses."""
+    import can
+
+    bus = can.Bus(interface="virtual", channel=virtual_channel)
+    yield bus
+    bus.shutdown()
+
+
+@pytest.fixture
+def start_canbus(mosquitto: MosquittoBroker, can_files: Path) -> Iterator[Callable[..., ResourceContext]]:
+    """``start_canbus(settings, name="climate")``: a canbus resource set up as sghost would, in this process."""
+    started: list[tuple[ResourceContext, Resource]] = []
+
+    def start(settings: dict[str, Any], name: str = "climate") -> ResourceContext:
+        resource = Resource(name, mosquitto.host, mosquitto.port)
+        context = ResourceContext(name, settings, resource, can_files)
+        sghost_canbus.setup(context)
+        resource.start(use_threaded_networking=True)
+        context.start_threads()
+        started.append((context, resource))
+        return context
+
+    yield start
+    for context, resource in started:
+        context.run_cleanups()
+        resource.stop()
+
+
+def frame_bytes(text: str) -> tuple[int, bytes]:
+    """``"008#00FF00FF00000000"`` -> (0x008, bytes)."""
+    frame_id, data = text.split("#")
+    return int(frame_id, 16), bytes.fromhex(data)
+
+
+def send_frame(bus: Any, text: str) -> None:
+    import can
+
+    frame_id, data = frame_bytes(text)
+    bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=len(text.split("#")[0]) > 3))
+
+
+def receive_frame(bus: Any, frame_id: int, timeout: float = 5.0) -> Any:
+    """The next frame with ``frame_id`` on ``bus`` (others skipped); fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = bus.recv(remaining)
+        if message is not None and message.arbitration_id == frame_id:
+            return message
+    raise AssertionError(f"no frame 0x{frame_id:x} on the bus within {timeout} s")
+
+
+# ------------------------------------------------------------------ a real sghost host
+
+
+def manifest(broker: MosquittoBroker, resources: str, host: str = "gw") -> str:
+    return (
+        f'[host]\nname = "{host}"\nhealth_interval = 1.0\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        "[defaults]\nbackoff_initial = 0.2\nbackoff_max = 1.0\nstop_timeout = 3.0\n"
+        f"{resources}\n"
+    )
+
+
+class Host:
+    """``sghost start -c <manifest>`` as a child process, its log collected."""
+
+    def __init__(self, path: Path) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.lines: list[str] = []
+        self._lock = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sghost", "start", "-c", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+                self._lock.notify_all()
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"log line {text!r} not seen within {timeout} s:\n" + "\n".join(self.lines))
+                self._lock.wait(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[Callable[[str], Host]]:
+    """``start_host(manifest_text)`` runs ``sghost start`` on ``<tmp_path>/hostconfig.toml``; stopped after the test."""
+    hosts: list[Host] = []
+
+    def start(text: str) -> Host:
+        path = tmp_path / "hostconfig.toml"
+        path.write_text(text)
+        hosts.append(Host(path))
+        return hosts[-1]
+
+    yield start
+    for host in hosts:
+        host.stop()
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two linked pseudo-terminals made by ``socat``: a serial line between two processes, no network."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (Debian package socat)")
+    ends = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
+    process = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={ends[0]}", f"pty,raw,echo=0,link={ends[1]}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 5
+    while not all(os.path.exists(end) for end in ends):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
+        time.sleep(0.01)  # sleep-ok: socat creates the links asynchronously, with no event to wait on
+    yield ends
+    process.terminate()
+    process.wait(5)
