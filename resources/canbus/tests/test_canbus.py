@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import receive_frame, send_frame
 from sghost.context import ResourceContext
 from sghost.plugins import PluginRegistry
 from sghost.testing import MosquittoBroker, Recorder
 
 import sghost_canbus
-from conftest import receive_frame, send_frame
 
 ResourceStarter = Callable[..., ResourceContext]
 
@@ -85,7 +85,8 @@ def test_aggregate_command_is_json(
     recorder = mqtt_recorder(mosquitto, "commandavailable/climate/#")
     start_canbus(bus_settings(virtual_channel))
     recorder.wait_for("commandavailable/climate/ADAS_Seg", "True")
-    recorder.publish("command/climate/ADAS_Seg", json.dumps({"values": {"ADAS_Seg_MsgType": 5, "ADAS_Seg_Offset": 2.5}}))
+    command = {"values": {"ADAS_Seg_MsgType": 5, "ADAS_Seg_Offset": 2.5}}
+    recorder.publish("command/climate/ADAS_Seg", json.dumps(command))
     assert bytes(receive_frame(peer, 0x010).data) == bytes.fromhex("0505000000000000")
 
 

@@ -74,7 +74,7 @@ def test_overlapping_kcd_signals_load_with_a_warning_unless_strict(
 def test_unreadable_database_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.dbc"
     path.write_text("BO_ this is not a DBC file\n")
-    with pytest.raises(DatabaseError, match="broken.dbc: cannot load the bus description"):
+    with pytest.raises(DatabaseError, match=r"broken\.dbc: cannot load the bus description"):
         load_database(path)
 
 
