@@ -23,6 +23,7 @@ from sghost_canbus.settings import AggregateMap, SignalMap
 
 Send = Callable[[str, str], Any]
 IDLE_WAIT = 0.25
+REPLAY_BATCH = 0.002
 AGGREGATE_FORM = '{"values": {"<mqttName>": <number>, ...}}'
 
 
@@ -255,7 +256,9 @@ class Bridge:
                         flusher.flush_due(now)
                     if now >= due or stopping.is_set():
                         break
-                    stopping.wait(min(due - now, flusher.wait_time(IDLE_WAIT)))
+                    # Sleep at least REPLAY_BATCH: frames closer together go out in small bursts, a frame
+                    # at most that late, instead of one thread wake-up (and one of the MQTT loop) each.
+                    stopping.wait(min(max(due - now, REPLAY_BATCH), flusher.wait_time(IDLE_WAIT)))
                 if stopping.is_set():
                     return
                 receive(frame.frame_id, frame.data)
