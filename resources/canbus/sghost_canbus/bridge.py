@@ -245,6 +245,8 @@ class Bridge:
         receive = self.receive
         flusher = self.flusher
         monotonic = time.monotonic
+        began = monotonic()
+        taken = 0
         while not stopping.is_set():
             start = monotonic()
             first = frames[0].time
@@ -262,11 +264,13 @@ class Bridge:
                 if stopping.is_set():
                     return
                 receive(frame.frame_id, frame.data)
+                taken += 1
             if not loop:
                 break
+        elapsed = monotonic() - began
         while flusher.waiting and not stopping.wait(flusher.wait_time(IDLE_WAIT)):
             flusher.flush_due(monotonic())
-        self.logger.info("Replay finished: %d frames", len(frames))
+        self.logger.info("Replay finished: %d frames in %.3f s", taken, elapsed)
 
     # ----------------------------------------------------------------- outbound
 
