@@ -217,8 +217,21 @@ def start_host(tmp_path: Path) -> Iterator[Callable[[str], Host]]:
         host.stop()
 
 
+class PtyPair:
+    """Two linked pseudo-terminals, ``ends[0]`` and ``ends[1]``, kept by a ``socat`` process."""
+
+    def __init__(self, ends: tuple[str, str], process: subprocess.Popen[bytes]) -> None:
+        self.ends = ends
+        self.process = process
+
+    def cut(self) -> None:
+        """End socat: both ends hang up, as when a USB adapter is pulled."""
+        self.process.terminate()
+        self.process.wait(5)
+
+
 @pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
     """Two linked pseudo-terminals made by ``socat``: a serial line between two processes, no network."""
     if shutil.which("socat") is None:
         pytest.skip("socat is not installed (Debian package socat)")
@@ -232,6 +245,7 @@ def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
         time.sleep(0.01)  # sleep-ok: socat creates the links asynchronously, with no event to wait on
-    yield ends
-    process.terminate()
-    process.wait(5)
+    yield PtyPair(ends, process)
+    if process.poll() is None:
+        process.terminate()
+        process.wait(5)

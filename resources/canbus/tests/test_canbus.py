@@ -123,6 +123,20 @@ def test_bad_commands_are_refused_logged_and_nothing_is_sent(
     assert all(m.payload != payload for m in recorder.on(f"data/climate/{topic}"))
 
 
+def test_a_frame_shorter_than_the_database_says_is_ignored_with_a_log_line(
+    start_canbus: ResourceStarter, peer: Any, virtual_channel: str, mosquitto: MosquittoBroker,
+    mqtt_recorder: Callable[..., Recorder], caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="climate")
+    recorder = mqtt_recorder(mosquitto, "data/climate/#")
+    start_canbus(bus_settings(virtual_channel))
+    send_frame(peer, "008#00FF")
+    send_frame(peer, "008#00FF00FF00000000")  # the next good frame is published
+    recorder.wait_for("data/climate/enginespeed", "63.0")
+    assert [m.payload for m in recorder.on("data/climate/vehiclespeed")] == ["2.5500000000000003"]
+    assert "Ignored frame vehicledata (0x8) with 2 bytes: the database says 8" in caplog.messages
+
+
 def test_min_interval_throttles_and_sends_the_final_value(
     start_canbus: ResourceStarter, peer: Any, virtual_channel: str, mosquitto: MosquittoBroker,
     mqtt_recorder: Callable[..., Recorder], tmp_path: Path,

@@ -6,17 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import Host, manifest, receive_frame, send_frame
+from conftest import Host, PtyPair, manifest, receive_frame, send_frame
 from sghost.testing import MosquittoBroker, Recorder
 
 
 def test_frames_become_messages_and_commands_become_frames(
-    start_host: Callable[[str], Host], pty_pair: tuple[str, str], can_files: Path,
+    start_host: Callable[[str], Host], pty_pair: PtyPair, can_files: Path,
     mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder],
 ) -> None:
     import can
 
-    resource_end, test_end = pty_pair
+    resource_end, test_end = pty_pair.ends
     recorder = mqtt_recorder(mosquitto, ["data/climate/#", "commandavailable/climate/#", "data/gw/#"])
     start_host(manifest(mosquitto, (
         '[resources.climate]\ntype = "canbus"\n[resources.climate.settings]\n'
@@ -34,6 +34,14 @@ def test_frames_become_messages_and_commands_become_frames(
         recorder.wait_for("data/climate/aircondition", "True")
     finally:
         bus.shutdown()
+    # The line hangs up: the resource ends with the bus's error, and sghost restarts it (backing off).
+    pty_pair.cut()
+    error = recorder.wait_until(
+        lambda: next((m.payload for m in recorder.on("data/gw/climate_error") if "CAN bus" in m.payload), None),
+        timeout=20,
+    )
+    assert error == "plugin error: RuntimeError: reading the CAN bus failed: could not read from serial"
+    recorder.wait_for("data/gw/climate_state", "backoff", timeout=20)
 
 
 def test_a_bus_that_cannot_be_opened_is_the_resources_error_and_backs_off(
