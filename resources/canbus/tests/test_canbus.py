@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import receive_frame, send_frame
+from canbus_helpers import receive_frame, send_frame
 from sghost.context import ResourceContext
 from sghost.plugins import PluginRegistry
 from sghost.testing import MosquittoBroker, Recorder

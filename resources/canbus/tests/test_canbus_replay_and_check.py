@@ -59,7 +59,7 @@ def test_replay_with_an_interface_sends_commands_there(
     start_canbus: ResourceStarter, can_files: Path, peer: Any, virtual_channel: str, mosquitto: MosquittoBroker,
     mqtt_recorder: Callable[..., Recorder],
 ) -> None:
-    from conftest import receive_frame
+    from canbus_helpers import receive_frame
 
     (can_files / "drive.log").write_text(LOG)
     recorder = mqtt_recorder(mosquitto, "commandavailable/climate/#")

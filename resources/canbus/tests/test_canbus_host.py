@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import Host, PtyPair, manifest, receive_frame, send_frame
+from canbus_helpers import Host, PtyPair, manifest, receive_frame, send_frame
 from sghost.testing import MosquittoBroker, Recorder
 
 
