@@ -81,7 +81,10 @@ def setup(context: ResourceContext) -> None:
     bus = open_bus(parsed) if parsed.uses_bus else None
     if bus is not None:
         context.on_stop(bus.shutdown)
-    bridge = Bridge(context.name, plan, resource.send_data, context.logger, bus)
+    bridge = Bridge(
+        context.name, plan, resource.send_data, context.logger, bus,
+        connected=lambda: resource.is_connected, drop_while_disconnected=resource.qos == 0,
+    )
     for name in bridge.outputs:
         resource.register_outgoing_data(name)
     for name, (_, entity) in plan.commands.items():

@@ -114,8 +114,20 @@ def _json_value(value: float, mqtt_type: str) -> float | int:
 class Bridge:
     """Decodes received frames into MQTT data and encodes MQTT commands into frames."""
 
-    def __init__(self, name: str, plan: Plan, send: Send, logger: logging.Logger, bus: Any = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        plan: Plan,
+        send: Send,
+        logger: logging.Logger,
+        bus: Any = None,
+        connected: Callable[[], bool] | None = None,
+        drop_while_disconnected: bool = False,
+    ) -> None:
         self.name = name
+        self.connected = connected or (lambda: True)
+        """Whether the MQTT connection is up; at QoS 0 values are not published while it is down."""
+        self.drop_while_disconnected = drop_while_disconnected
         self.plan = plan
         self.bus = bus
         self.send = send
@@ -220,6 +232,10 @@ class Bridge:
         self.last_data[frame_id] = data
         handler = self.handlers.get(frame_id)
         if handler is not None:
+            if self.drop_while_disconnected and not self.connected():
+                # QoS 0 cannot queue: one rate-limited line instead of one warning per message.
+                self.bad.warning("offline", "Not connected to the broker: frame %s not published", f"0x{frame_id:x}")
+                return
             handler(data)
 
     def read_bus(self, stopping: threading.Event) -> None:
@@ -245,6 +261,8 @@ class Bridge:
         receive = self.receive
         flusher = self.flusher
         monotonic = time.monotonic
+        while not self.connected() and not stopping.wait(0.05):
+            pass  # the log is the test bench's input: none of it goes to a broker not yet connected
         began = monotonic()
         taken = 0
         while not stopping.is_set():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,14 @@ from sghost.testing import MosquittoBroker, Recorder
 import sghost_canbus
 
 ResourceStarter = Callable[..., ResourceContext]
+
+
+def poll(condition: Callable[[], object], timeout: float = 5.0) -> object:
+    """``condition()`` once it is truthy, or its last value after ``timeout`` (for state with no event)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # sleep-ok: polling thread and log state, which have no event to wait on
+    return value
 
 
 def bus_settings(channel: str, **extra: Any) -> dict[str, Any]:
@@ -184,3 +193,39 @@ def test_plugin_module_imports_neither_python_can_nor_cantools() -> None:
 
     code = "import sys, sghost_canbus; print(sorted({'can', 'cantools'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_at_qos_0_frames_are_not_published_while_the_broker_is_away(
+    fresh_mosquitto: MosquittoBroker, can_files: Path, peer: Any, virtual_channel: str,
+    mqtt_recorder: Callable[..., Recorder], caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sgframework import Resource
+
+    caplog.set_level(logging.WARNING)
+    resource = Resource("climate", fresh_mosquitto.host, fresh_mosquitto.port)
+    resource.qos = 0
+    context = ResourceContext("climate", bus_settings(virtual_channel), resource, can_files)
+    sghost_canbus.setup(context)
+    resource.start(use_threaded_networking=True)
+    context.start_threads()
+    try:
+        fresh_mosquitto.stop()
+        assert poll(lambda: not resource.is_connected), "the resource did not notice the broker's stop"
+        for _ in range(20):
+            send_frame(peer, "008#00FF00FF00000000")
+
+        def offline_lines() -> list[str]:
+            return [m for m in caplog.messages if m.startswith("Not connected to the broker")]
+
+        assert poll(offline_lines)
+        fresh_mosquitto.start()
+        recorder = mqtt_recorder(fresh_mosquitto, "data/climate/#")
+        assert poll(lambda: resource.is_connected, timeout=15)
+        send_frame(peer, "008#00FF00FF00000000")
+        recorder.wait_for("data/climate/enginespeed", "63.0", timeout=10)
+        # Frames are taken in order: by now the reader has taken all 20, and said so once.
+        assert offline_lines() == ["Not connected to the broker: frame 0x8 not published"]
+        assert not [m for m in caplog.messages if m.startswith("Dropped")]
+    finally:
+        context.run_cleanups()
+        resource.stop()
