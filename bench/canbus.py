@@ -10,7 +10,9 @@ so each frame is two MQTT messages. A subscriber in a third process counts them.
       frames/s handed to MQTT by the resource, and frames/s whose two messages
       reached the subscriber;
   (b) the same with ``min_interval = 1.0`` on both signals: what a dropped frame costs;
-  (c) the resource process's CPU (% of one core) at 1,000 and 5,000 frames/s, QoS 0.
+  (c) the resource process's CPU (% of one core) at 1,000 and 5,000 frames/s, QoS 0;
+  (d) frames from this process through a socat pty pair, read with python-can's ``serial``
+      interface as from a real adapter: the bus's receive path included.
 
 Usage: .venv/bin/python bench/canbus.py [--frames N] [--profile]
 """
@@ -63,6 +65,72 @@ def write_log(path: Path, frames: int, rate: float | None) -> None:
 
 
 # --------------------------------------------------------------- the resource process
+
+
+def run_serial_resource(directory: Path, channel: str) -> None:
+    """The resource's process reading a python-can ``serial`` bus; prints "ready" once connected."""
+    import sghost_canbus
+    from sgframework import Resource
+    from sghost.context import ResourceContext
+
+    resource = Resource(RESOURCE, "127.0.0.1", int(os.environ["BENCH_PORT"]))
+    resource.qos = 0
+    resource.timeout = 0.25
+    signals = [{"canName": name} for name in ("vehiclespeed", "enginespeed")]
+    settings = {"database": "bench.kcd", "signals": signals, "interface": "serial", "channel": channel}
+    context = ResourceContext(RESOURCE, settings, resource, directory)
+    sghost_canbus.setup(context)
+    resource.start(use_threaded_networking=False)
+    while not resource.is_connected:
+        resource.loop()
+    context.start_threads()
+    print("ready", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    while not stop.is_set():
+        resource.loop()
+    context.run_cleanups()
+    resource.stop()
+
+
+def serial_run(directory: Path, port: int, conn: Connection, frames: int) -> dict[str, float]:
+    """Frames written by this process into a socat pty pair, read by the resource with python-can's serial bus."""
+    import can
+    import psutil
+
+    ends = (str(directory / "ttyA"), str(directory / "ttyB"))
+    socat = subprocess.Popen(["socat", f"pty,raw,echo=0,link={ends[0]}", f"pty,raw,echo=0,link={ends[1]}"])
+    while not all(os.path.exists(end) for end in ends):
+        time.sleep(0.01)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--run-resource", str(directory), "--serial", ends[0]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, BENCH_PORT=str(port)),
+    )
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout.readline().strip() == "ready"
+    bus = can.Bus(interface="serial", channel=ends[1])
+    messages = [
+        can.Message(arbitration_id=8, is_extended_id=False,
+                    data=(((i % 65536) << 48) | ((i % 16384) << 26)).to_bytes(8, "big"))
+        for i in range(frames)
+    ]
+    conn.send(2 * frames)
+    assert conn.recv() == "armed"
+    watched = psutil.Process(process.pid)
+    before = sum(watched.cpu_times()[:2])
+    start = time.monotonic()
+    for message in messages:
+        bus.send(message)
+    arrived = conn.recv()
+    cpu = sum(watched.cpu_times()[:2]) - before
+    bus.shutdown()
+    process.stdin.close()
+    process.wait(30)
+    socat.terminate()
+    socat.wait(5)
+    if arrived <= 0:
+        return {"missing_messages": -arrived}
+    return {"end_to_end_fps": frames / (arrived - start), "cpu_percent": 100 * cpu / (arrived - start)}
 
 
 def run_resource(directory: Path, qos: int, min_interval: float, profile: bool) -> None:
@@ -207,7 +275,11 @@ def main() -> int:
     parser.add_argument("--run-resource", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--qos", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--min-interval", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--serial", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_resource is not None and args.serial:
+        run_serial_resource(args.run_resource, args.serial)
+        return 0
     if args.run_resource is not None:
         run_resource(args.run_resource, args.qos, args.min_interval, args.profile)
         return 0
@@ -248,6 +320,16 @@ def main() -> int:
             run = one_run(directory, broker.port, parent, rate * 4, rate, 0)
             print(f"  {rate:,} frames/s: {run['cpu_percent']:.1f} % of one core, of which the MQTT loop "
                   f"(main thread) {run['main_cpu_percent']:.1f} % (paced at {run['resource_fps']:,.0f} frames/s)")
+        print("\n(d) frames from another process through a socat pty pair, python-can serial bus, QoS 0")
+        runs = [serial_run(directory, broker.port, parent, args.frames // 2) for _ in range(args.rounds)]
+        ends = [run["end_to_end_fps"] for run in runs if "end_to_end_fps" in run]
+        if ends:
+            cpu = statistics.median(run["cpu_percent"] for run in runs if "cpu_percent" in run)
+            print(f"  {args.frames // 2} frames: end to end {statistics.median(ends):,.0f} frames/s, "
+                  f"resource CPU {cpu:.0f} % of one core")
+        missing = [run["missing_messages"] for run in runs if "missing_messages" in run]
+        if missing:
+            print(f"  runs with lost messages: {missing}")
         parent.send(None)
     return 0
 
