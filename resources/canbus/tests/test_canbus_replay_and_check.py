@@ -154,3 +154,43 @@ def test_sghost_check_names_an_unknown_signal_relative_to_the_manifest(can_files
         f"resources.climate.settings: mapping: {can_files / 'mapping.json'}: entities.signals[0].canName: "
         'no signal "enginespeeed" in climate.kcd; did you mean "enginespeed"?'
     ) in result.stdout + result.stderr
+
+
+MUX_DBC = """VERSION ""
+
+BU_: ECU
+
+BO_ 100 Muxed: 8 ECU
+ SG_ selector M : 0|8@1+ (1,0) [0|255] "" ECU
+ SG_ pressure m1 : 8|16@1+ (0.1,0) [0|6553.5] "" ECU
+ SG_ level m2 : 8|8@1- (1,0) [-128|127] "" ECU
+
+BO_ 101 Floats: 4 ECU
+ SG_ ratio : 0|32@1- (1,0) [0|0] "" ECU
+
+SIG_VALTYPE_ 101 ratio : 1;
+"""
+
+
+def test_multiplexed_and_float_frames_are_decoded_by_cantools(
+    start_canbus: ResourceStarter, can_files: Path, mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
+) -> None:
+    (can_files / "mux.dbc").write_text(MUX_DBC)
+    (can_files / "mux.log").write_text(
+        "(1.000000) can0 064#01E8030000000000\n(1.001000) can0 064#02FF000000000000\n(1.002000) can0 065#0000C03F\n"
+    )
+    recorder = mqtt_recorder(mosquitto, "data/mux/#")
+    signals = [{"canName": "pressure"}, {"canName": "level", "mqttType": "int"}, {"canName": "ratio"}]
+    start_canbus({"database": "mux.dbc", "signals": signals, "replay": "mux.log"}, name="mux")
+    assert recorder.wait_for("data/mux/pressure").payload == "100.0"
+    assert recorder.wait_for("data/mux/level").payload == "-1"
+    assert recorder.wait_for("data/mux/ratio").payload == "1.5"
+    assert len(recorder.on("data/mux/pressure")) == 1  # the level frame carries no pressure
+
+
+def test_sending_into_a_multiplexed_frame_is_a_settings_problem(can_files: Path) -> None:
+    (can_files / "mux.dbc").write_text(MUX_DBC)
+    problems = check({"database": "mux.dbc", "signals": [{"canName": "level", "toCan": True}]}, can_files)
+    assert problems == [
+        "signals[0]: toCan into frame Muxed (0x64), which is multiplexed; sending it is not supported"
+    ]
