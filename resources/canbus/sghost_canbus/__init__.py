@@ -9,6 +9,7 @@ This module stays light: python-can and cantools are imported in ``setup`` and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,35 +23,48 @@ if TYPE_CHECKING:
     from sghost.plugins import Register
 
     from sghost_canbus.plan import Plan
+    from sghost_canbus.replay import LoggedFrame
 
 TYPE_NAME = "canbus"
 
 
-def _load(settings: Mapping[str, Any], base: Path, logger: Any = None) -> tuple[CanSettings, Plan | None, list[str]]:
-    """Settings, mapping and database read and resolved; every problem found."""
+@dataclass
+class _Loaded:
+    """Settings, mapping, database and replay log read and resolved, with every problem found."""
+
+    settings: CanSettings
+    problems: list[str]
+    plan: Plan | None = None
+    frames: list[LoggedFrame] = field(default_factory=list)
+
+
+def _load(settings: Mapping[str, Any], base: Path, logger: Any = None) -> _Loaded:
     from sghost_canbus.database import DatabaseError, load_database
     from sghost_canbus.plan import build_plan
     from sghost_canbus.replay import ReplayError, read_log
 
     parsed, problems = read_settings(settings, base)
+    loaded = _Loaded(parsed, problems)
     if parsed.replay is not None and parsed.replay.is_file():
         try:
-            read_log(parsed.replay)
+            loaded.frames = read_log(parsed.replay)
         except ReplayError as error:
             problems.append(f"replay: {error}")
     if parsed.database is None or not parsed.database.is_file():
-        return parsed, None, problems
+        return loaded
     try:
         database, facts = load_database(parsed.database, parsed.strict, logger)
     except DatabaseError as error:
-        return parsed, None, [*problems, f"database: {error}"]
-    plan, found = build_plan(parsed, database, facts)
-    return parsed, plan, problems + found
+        problems.append(f"database: {error}")
+        return loaded
+    loaded.plan, found = build_plan(parsed, database, facts)
+    problems.extend(found)
+    return loaded
 
 
 def check_settings(settings: Mapping[str, Any]) -> list[str]:
     """Every problem of a ``canbus`` resource's settings, its mapping and its database (for ``sghost check``)."""
-    return _load(settings, settings_directory())[2]
+    return _load(settings, settings_directory()).problems
 
 
 def open_bus(parsed: CanSettings) -> Any:
@@ -72,11 +86,11 @@ def open_bus(parsed: CanSettings) -> Any:
 def setup(context: ResourceContext) -> None:
     """Register the mapped signals, open the bus (or the replay) and start the reader thread."""
     from sghost_canbus.bridge import Bridge
-    from sghost_canbus.replay import read_log
 
-    parsed, plan, problems = _load(context.settings, context.base_directory, context.logger)
-    if problems or plan is None:
-        raise ValueError("invalid settings: " + "; ".join(problems))
+    loaded = _load(context.settings, context.base_directory, context.logger)
+    parsed, plan, frames = loaded.settings, loaded.plan, loaded.frames
+    if loaded.problems or plan is None:
+        raise ValueError("invalid settings: " + "; ".join(loaded.problems))
     resource = context.resource
     bus = open_bus(parsed) if parsed.uses_bus else None
     if bus is not None:
@@ -92,7 +106,6 @@ def setup(context: ResourceContext) -> None:
             resource.register_outgoing_data(name)
         resource.register_incoming_command(name, bridge.command_callback(name), echo=False)
     if parsed.replay is not None:
-        frames = read_log(parsed.replay)
         context.run_in_thread(lambda stopping: bridge.replay(frames, parsed.loop, stopping), f"{context.name}-replay")
     elif bus is not None:
         context.run_in_thread(bridge.read_bus, f"{context.name}-reader")
