@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/host.py
 	$(BIN)/python bench/logring.py
 	$(BIN)/python bench/integrations.py
+	$(BIN)/python bench/canbus.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

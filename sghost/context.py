@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sgframework import Resource
@@ -32,12 +33,17 @@ class ResourceContext:
             register commands and data in ``setup``; sghost starts it afterwards.
         logger: a logger whose lines reach sghost's log as ``[<name>] ...``.
         stopping: an :class:`threading.Event` set when the resource is asked to stop.
+        base_directory: the directory relative paths in ``settings`` are relative to: the
+            manifest's directory under ``sghost start`` (the current directory when not given).
     """
 
-    def __init__(self, name: str, settings: Mapping[str, Any], resource: Resource) -> None:
+    def __init__(
+        self, name: str, settings: Mapping[str, Any], resource: Resource, base_directory: str | Path | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
         self.resource = resource
+        self.base_directory = Path(base_directory) if base_directory is not None else Path.cwd()
         self.logger = logging.getLogger(name)
         self.stopping = threading.Event()
         self._timers: list[_Timer] = []
@@ -47,6 +53,11 @@ class ResourceContext:
         self._ready_said = False
         self.on_ready: Callable[[], Any] | None = None
         """Set by sghost: tells the supervisor that :meth:`ready` was called."""
+
+    def path(self, value: str | Path) -> Path:
+        """A path from the settings: ``~`` expanded, relative to :attr:`base_directory` unless absolute."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_directory / path
 
     def every(self, seconds: float, function: Callable[[], Any], *, first_after: float | None = None) -> None:
         """Call ``function()`` every ``seconds`` in the resource's main loop.

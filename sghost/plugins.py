@@ -22,8 +22,11 @@ import importlib.metadata
 import logging
 import os
 import traceback as traceback_module
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -43,6 +46,7 @@ __all__ = [
     "ResourceType",
     "UnknownResourceType",
     "format_plugins",
+    "settings_directory",
 ]
 
 AUTOLOAD_DISABLE_ENV = "SGHOST_DISABLE_PLUGIN_AUTOLOAD"
@@ -72,6 +76,30 @@ Setup = Callable[["ResourceContext"], None]
 
 CheckSettings = Callable[[Mapping[str, Any]], list[str]]
 """``check_settings(settings)``: returns the problems of a resource's settings, ``[]`` when fine."""
+
+
+_SETTINGS_DIRECTORY: ContextVar[Path | None] = ContextVar("sghost_settings_directory", default=None)
+
+
+def settings_directory() -> Path:
+    """The directory that relative paths in a resource's settings are relative to.
+
+    While sghost runs a type's ``check_settings``, this is the directory of the manifest
+    being checked; elsewhere it is the current directory. In ``setup``, use
+    ``context.base_directory`` (or ``context.path(...)``) instead.
+    """
+    directory = _SETTINGS_DIRECTORY.get()
+    return directory if directory is not None else Path.cwd()
+
+
+@contextmanager
+def settings_directory_set(directory: Path) -> Iterator[None]:
+    """Make :func:`settings_directory` return ``directory`` inside the ``with`` block (the manifest reader)."""
+    token = _SETTINGS_DIRECTORY.set(directory)
+    try:
+        yield
+    finally:
+        _SETTINGS_DIRECTORY.reset(token)
 
 
 class Register(Protocol):

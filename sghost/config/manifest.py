@@ -36,6 +36,7 @@ from sghost.config import dependencies, environment
 from sghost.config.integrations import TABLES as INTEGRATION_TABLES
 from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
 from sghost.config.suggest import did_you_mean
+from sghost.plugins import settings_directory_set
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 """The values of ``restart``."""
@@ -577,7 +578,8 @@ def _run_check_settings(
     """Record the problems the plugin's settings check reports, under ``resources.<name>.settings``."""
     keypath = _key("resources", name, "settings")
     try:
-        found = list(check(name, type_name, settings))
+        with settings_directory_set(problems.base):  # relative paths in settings: the manifest's directory
+            found = list(check(name, type_name, settings))
     except Exception as error:
         problems.add(
             keypath,

@@ -287,6 +287,7 @@ class Supervisor:
             username=broker.username,
             password=broker.read_password(),
             tls_insecure=broker.tls_insecure,
+            base_directory=str(self.config.path.parent),
         )
 
     def unready_dependencies(self, watcher: Watcher) -> list[str]:

@@ -84,7 +84,7 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
         channel.send(events.PLUGIN_ERROR, text=reason)
         return EXIT_TYPE_MISSING
     resource = build_resource(spec)
-    context = ResourceContext(spec.name, spec.settings, resource)
+    context = ResourceContext(spec.name, spec.settings, resource, spec.base_directory)
     link = SupervisorLink(channel, inbound, resource, context)  # issue 10: rebirth, context.ready()
     try:
         resource_type.setup(context)

@@ -35,6 +35,8 @@ class ChildSpec:
     """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
     environment: dict[str, str] = field(default_factory=dict, repr=False)
     """Added to the process's environment (the manifest's ``environment`` and ``env_file``)."""
+    base_directory: str | None = None
+    """The manifest's directory: relative paths in ``settings`` are relative to it."""
 
     @property
     def heartbeat_interval(self) -> float | None:

@@ -1,0 +1,158 @@
+"""Helpers of the canbus tests: the climate bus description and mapping, frames, an sghost host, a pty pair."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sghost.testing import MosquittoBroker
+
+# The original's reference frame 0x008 (big endian, KCD offsets as the original read them),
+# plus frames for commands (0x009: sent by node "climate"), aggregates and checks.
+CLIMATE_KCD = """<?xml version="1.0" encoding="UTF-8"?>
+<NetworkDefinition xmlns="http://kayak.2codeornot2code.org/1.0">
+  <Document name="climateservice"/>
+  <Node id="1" name="climate"/>
+  <Node id="2" name="vehicle"/>
+  <Bus name="climatebus">
+    <Message id="0x008" name="vehicledata" length="8">
+      <Producer><NodeRef id="2"/></Producer>
+      <Signal name="vehiclespeed" offset="8" length="16" endianess="big"><Value slope="0.01"/></Signal>
+      <Signal name="enginespeed" offset="26" length="14" endianess="big"/>
+    </Message>
+    <Message id="0x009" name="climatecontrol" length="8">
+      <Producer><NodeRef id="1"/></Producer>
+      <Signal name="acstatus" offset="0" length="1"/>
+      <Signal name="indoortemperature" offset="8" length="8">
+        <Value type="signed" slope="0.5" min="-20" max="50"/>
+      </Signal>
+      <Signal name="fanlevel" offset="16" length="4"/>
+    </Message>
+    <Message id="0x010" name="ADAS_Seg" length="8">
+      <Producer><NodeRef id="1"/></Producer>
+      <Signal name="ADAS_Seg_MsgType" offset="0" length="3"/>
+      <Signal name="ADAS_Seg_Offset" offset="8" length="13"><Value slope="0.5"/></Signal>
+    </Message>
+    <Message id="0x011" name="climatestatus">
+      <Producer><NodeRef id="2"/></Producer>
+      <Signal name="outdoortemperature" offset="0" length="8" endianess="big"><Value type="signed"/></Signal>
+      <Signal name="humidity" offset="20" length="12" endianess="big"/>
+    </Message>
+  </Bus>
+</NetworkDefinition>
+"""
+
+MAPPING = {
+    "entities": {
+        "signals": [
+            {"canName": "vehiclespeed"},
+            {"canName": "enginespeed", "mqttType": "float"},
+            {"canName": "indoortemperature", "canMultiplier": 1.0, "mqttName": "actualindoortemperature",
+             "mqttType": "float", "mqttEcho": False, "toCan": False, "fromCan": True},
+            {"canName": "acstatus", "mqttName": "aircondition", "mqttEcho": True, "toCan": True, "fromCan": False},
+            {"canName": "fanlevel", "mqttType": "int", "canMultiplier": 10.0, "toCan": True, "fromCan": True},
+        ],
+        "aggregates": [
+            {"mqttName": "ADAS_Seg", "toCan": True, "fromCan": False,
+             "signals": [{"canName": "ADAS_Seg_MsgType", "mqttType": "int"}, {"canName": "ADAS_Seg_Offset"}]},
+            {"mqttName": "climate",
+             "signals": [{"canName": "outdoortemperature", "mqttName": "outdoor", "mqttType": "int"},
+                         {"canName": "humidity"}]},
+        ],
+    }
+}
+
+def frame_bytes(text: str) -> tuple[int, bytes]:
+    """``"008#00FF00FF00000000"`` -> (0x008, bytes)."""
+    frame_id, data = text.split("#")
+    return int(frame_id, 16), bytes.fromhex(data)
+
+
+def send_frame(bus: Any, text: str) -> None:
+    import can
+
+    frame_id, data = frame_bytes(text)
+    bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=len(text.split("#")[0]) > 3))
+
+
+def receive_frame(bus: Any, frame_id: int, timeout: float = 5.0) -> Any:
+    """The next frame with ``frame_id`` on ``bus`` (others skipped); fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = bus.recv(remaining)
+        if message is not None and message.arbitration_id == frame_id:
+            return message
+    raise AssertionError(f"no frame 0x{frame_id:x} on the bus within {timeout} s")
+
+
+# ------------------------------------------------------------------ a real sghost host
+
+
+def manifest(broker: MosquittoBroker, resources: str, host: str = "gw") -> str:
+    return (
+        f'[host]\nname = "{host}"\nhealth_interval = 1.0\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        "[defaults]\nbackoff_initial = 0.2\nbackoff_max = 1.0\nstop_timeout = 3.0\n"
+        f"{resources}\n"
+    )
+
+
+class Host:
+    """``sghost start -c <manifest>`` as a child process, its log collected."""
+
+    def __init__(self, path: Path) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.lines: list[str] = []
+        self._lock = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sghost", "start", "-c", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+                self._lock.notify_all()
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"log line {text!r} not seen within {timeout} s:\n" + "\n".join(self.lines))
+                self._lock.wait(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+class PtyPair:
+    """Two linked pseudo-terminals, ``ends[0]`` and ``ends[1]``, kept by a ``socat`` process."""
+
+    def __init__(self, ends: tuple[str, str], process: subprocess.Popen[bytes]) -> None:
+        self.ends = ends
+        self.process = process
+
+    def cut(self) -> None:
+        """End socat: both ends hang up, as when a USB adapter is pulled."""
+        self.process.terminate()
+        self.process.wait(5)

@@ -1,0 +1,104 @@
+"""Fixtures of the canbus tests: the climate bus description, its mapping, in-process resources, sghost hosts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from canbus_helpers import CLIMATE_KCD, MAPPING, Host, PtyPair
+from sgframework import Resource
+from sghost.context import ResourceContext
+from sghost.testing import MosquittoBroker
+
+import sghost_canbus
+
+_channels = itertools.count()
+
+
+@pytest.fixture
+def can_files(tmp_path: Path) -> Path:
+    """A directory holding ``climate.kcd`` and ``mapping.json`` (the original's two files)."""
+    (tmp_path / "climate.kcd").write_text(CLIMATE_KCD)
+    (tmp_path / "mapping.json").write_text(json.dumps(MAPPING))
+    return tmp_path
+
+
+@pytest.fixture
+def virtual_channel() -> str:
+    """A python-can ``virtual`` channel no other test uses (virtual buses join within one process only)."""
+    return f"canbus-test-{os.getpid()}-{next(_channels)}"
+
+
+@pytest.fixture
+def peer(virtual_channel: str) -> Iterator[Any]:
+    """The test's own node on the virtual bus the resource uses."""
+    import can
+
+    bus = can.Bus(interface="virtual", channel=virtual_channel)
+    yield bus
+    bus.shutdown()
+
+
+@pytest.fixture
+def start_canbus(mosquitto: MosquittoBroker, can_files: Path) -> Iterator[Callable[..., ResourceContext]]:
+    """``start_canbus(settings, name="climate")``: a canbus resource set up as sghost would, in this process."""
+    started: list[tuple[ResourceContext, Resource]] = []
+
+    def start(settings: dict[str, Any], name: str = "climate") -> ResourceContext:
+        resource = Resource(name, mosquitto.host, mosquitto.port)
+        context = ResourceContext(name, settings, resource, can_files)
+        sghost_canbus.setup(context)
+        resource.start(use_threaded_networking=True)
+        context.start_threads()
+        started.append((context, resource))
+        return context
+
+    yield start
+    for context, resource in started:
+        context.run_cleanups()
+        resource.stop()
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[Callable[[str], Host]]:
+    """``start_host(manifest_text)`` runs ``sghost start`` on ``<tmp_path>/hostconfig.toml``; stopped after the test."""
+    hosts: list[Host] = []
+
+    def start(text: str) -> Host:
+        path = tmp_path / "hostconfig.toml"
+        path.write_text(text)
+        hosts.append(Host(path))
+        return hosts[-1]
+
+    yield start
+    for host in hosts:
+        host.stop()
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
+    """Two linked pseudo-terminals made by ``socat``: a serial line between two processes, no network."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (Debian package socat)")
+    ends = (str(tmp_path / "ttyA"), str(tmp_path / "ttyB"))
+    process = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={ends[0]}", f"pty,raw,echo=0,link={ends[1]}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 5
+    while not all(os.path.exists(end) for end in ends):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
+        time.sleep(0.01)  # sleep-ok: socat creates the links asynchronously, with no event to wait on
+    yield PtyPair(ends, process)
+    if process.poll() is None:
+        process.terminate()
+        process.wait(5)
