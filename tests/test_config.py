@@ -456,7 +456,8 @@ def test_dotted_and_unicode_names_are_quoted_in_key_paths(tmp_path: Path) -> Non
     assert problems_of(path) == [
         f'{path}: resources."a.b".restrat: unknown key; did you mean "restart"?',
         f'{path}: resources."ü".qos: unknown key; expected one of: type, enabled, settings, certificate_directory, '
-        "restart, backoff_initial, backoff_max, max_restarts, restart_window, stop_timeout, watchdog, max_memory_mb "
+        "restart, backoff_initial, backoff_max, max_restarts, restart_window, stop_timeout, watchdog, max_memory_mb, "
+        "user, group "
         '(plugin settings go under [resources."ü".settings])',
     ]
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sghost import __version__
 from sghost.cli.certs import add_certs_parser
+from sghost.cli.checkreport import report_check
 from sghost.config.checked import load_checked, load_registry
 from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
 from sghost.plugins import format_plugins
@@ -230,6 +231,8 @@ def _check(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         for plugin in registry.failed:
             print(f'plugin "{plugin.name}" ({plugin.source}) failed to load: {plugin.error}', file=sys.stderr)
+        return EXIT_CONFIG
+    if not report_check(config):
         return EXIT_CONFIG
     print(f"{config.path}: OK, host {config.name!r}, {len(config.resources)} resource(s)")
     return EXIT_OK

@@ -32,6 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 from sgframework import constants
 from sgframework.topics import validate_name
+from sghost.config.identities import review as review_identities
 from sghost.config.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
@@ -93,6 +94,7 @@ class BrokerConfig:
     keepalive: int = constants.DEFAULT_KEEPALIVE_TIME
     protocol: str = "MQTTv311"
     tls_insecure: bool = False
+    require_resource_identity: bool = False
 
     def read_password(self) -> str | None:
         """Return the password from ``password_file`` without its trailing newline, or None without one."""
@@ -116,6 +118,9 @@ class ResourceConfig:
     certificate_directory: Path | None = None
     enabled: bool = True
     table: dict[str, Any] = field(default_factory=dict, repr=False)
+    user: str | None = None
+    """The Unix user the process runs as (own table, else ``[defaults]``); None: sghost's own."""
+    group: str | None = None
 
     def fingerprint(self) -> str:
         """Return a canonical text of the resource's table: a changed table gives a different value.
@@ -130,7 +135,10 @@ class ResourceConfig:
             "settings": self.settings,
             **dataclasses.asdict(self.policy),
         }
-        document = {"name": self.name, "table": source, "certificate_directory": self.certificate_directory}
+        document = {
+            "name": self.name, "table": source, "certificate_directory": self.certificate_directory,
+            "user": self.user, "group": self.group,
+        }
         return json.dumps(document, sort_keys=True, default=str, ensure_ascii=False)
 
 
@@ -441,7 +449,11 @@ _BROKER_SPECS: dict[str, Parser] = {
     "keepalive": _integer(1, 65535),
     "protocol": _choice("an MQTT protocol version", PROTOCOLS),
     "tls_insecure": _boolean,
+    "require_resource_identity": _boolean,
 }
+
+_ACCOUNT_SPECS: dict[str, Parser] = {"user": _string, "group": _string}
+"""The Unix account of a resource's process (sghost.config.identities checks it)."""
 
 _RESOURCE_SPECS: dict[str, Parser] = {
     "type": _string,
@@ -449,6 +461,7 @@ _RESOURCE_SPECS: dict[str, Parser] = {
     "settings": lambda problems, keypath, value: value,  # checked in _read_resource
     "certificate_directory": _path,
     **_POLICY_SPECS,
+    **_ACCOUNT_SPECS,
 }
 
 
@@ -514,6 +527,7 @@ class _ResourceContext:
 
     host_name: str
     defaults: RestartPolicy
+    accounts: Mapping[str, str]
     known_types: Collection[str] | None
     check_settings: CheckSettings | None
 
@@ -602,6 +616,8 @@ def _read_resource(problems: _Problems, name: str, raw: Any, context: _ResourceC
         certificate_directory=values.get("certificate_directory"),
         enabled=enabled,
         table=_deepcopy(table),
+        user=values.get("user", context.accounts.get("user")),
+        group=values.get("group", context.accounts.get("group")),
     )
 
 
@@ -702,10 +718,14 @@ def load_manifest(
     sections = _read_sections(problems, document)
     host = _read_host(problems, sections["host"])
     broker = _read_broker(problems, sections["broker"])
-    default_values = _read_table(problems, ("defaults",), sections["defaults"], _POLICY_SPECS)
+    default_values = _read_table(problems, ("defaults",), sections["defaults"], {**_POLICY_SPECS, **_ACCOUNT_SPECS})
     defaults = _merge_policy(problems, ("defaults",), default_values, RestartPolicy())
-    context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings)
+    accounts = {key: value for key, value in default_values.items() if key in _ACCOUNT_SPECS}
+    context = _ResourceContext(host.get("name", "sghost"), defaults, accounts, known_types, check_settings)
     resources = _read_resources(problems, document.get("resources", {}), context)
+    own_keys = {name: set(resource.table) for name, resource in resources.items()}
+    for finding in review_identities(context.host_name, broker, resources, _key, own_keys.__getitem__):
+        (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
     return HostConfig(
@@ -746,6 +766,7 @@ _EXAMPLE = """\
 # keepalive = 10                # seconds
 # protocol = "MQTTv311"         # "MQTTv31" | "MQTTv311" | "MQTTv5"
 # tls_insecure = false          # true: do not check that the broker's certificate names host (testing only)
+# require_resource_identity = false  # true: under TLS, a resource without its own certificate_directory is an error
 
 [defaults]                      # restart policy for every resource; each may override under its own table
 # restart = "always"            # "always" | "on-failure" | "never"
@@ -756,6 +777,8 @@ _EXAMPLE = """\
 # stop_timeout = 5.0            # SIGTERM, then SIGKILL after this many seconds
 # watchdog = 0.0                # seconds without a heartbeat before a hung resource is killed; 0 = off
 # max_memory_mb = 0.0           # restart a resource above this resident memory; 0 = off
+# user = "sghost-res"           # (unset by default) Unix user each resource runs as; needs sghost run as root
+# group = "sghost-res"          # (unset by default) its group; default: the user's primary group
 
 {resource}"""
 
