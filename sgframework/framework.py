@@ -178,6 +178,7 @@ class App:
         self._refused = False
         self._next_loop_connect = 0.0
         self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+        self._tls_alerts = _TlsAlertRecorder()
 
     # ----------------------------------------------------------------- public API
 
@@ -361,6 +362,7 @@ class App:
         # enable_logger, not on_log: paho formats every packet line for on_log, which
         # halved QoS 0 throughput; the logger formats only what is enabled.
         self.logger.addFilter(_PAHO_NOISE)
+        self.logger.addFilter(self._tls_alerts)
         client.enable_logger(self.logger)
         client.on_socket_open = self._on_socket_open
         client.max_queued_messages_set(self.max_queued_messages)
@@ -472,7 +474,12 @@ class App:
             if not self._connected:
                 # Closed before a successful CONNACK: a refusal already said why;
                 # otherwise the broker hung up, e.g. a TLS listener and no TLS.
-                if not self._refused:
+                alert = self._tls_alerts.take()
+                if alert is not None and not self._refused:
+                    self._remember_connect_failure(
+                        f"the broker at {self.host}:{self.port} refused the TLS handshake: {alert}"
+                    )
+                elif not self._refused:
                     hint = (
                         "if it expects TLS, set certificate_directory"
                         if self.certificate_directory is None
@@ -791,6 +798,42 @@ class _PahoNoiseFilter(logging.Filter):
 
 
 _PAHO_NOISE = _PahoNoiseFilter()
+
+_TLS_ALERTS = {
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "it finds this client's certificate expired (or not yet valid by its clock)",
+    "TLSV1_ALERT_UNKNOWN_CA": "it does not trust the CA that signed this client's certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "it finds this client's certificate bad",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "this client's certificate is not for client authentication",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "this client's certificate is revoked",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "it requires a client certificate",
+    "TLSV1_ALERT_ACCESS_DENIED": "it denies this client access",
+}
+
+
+class _TlsAlertRecorder(logging.Filter):
+    """Keeps the TLS alert a broker sent, which paho logs ("failed to receive on socket") and then drops.
+
+    With TLS 1.3 the broker checks the client's certificate after the client considers the
+    handshake done, so its verdict arrives as an alert on the first read. Attached to the
+    client's logger; it never suppresses a record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._alert: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, ssl.SSLError) and "ALERT" in str(getattr(arg, "reason", "") or ""):
+                reason = str(arg.reason)
+                self._alert = f"{reason} ({_TLS_ALERTS[reason]})" if reason in _TLS_ALERTS else reason
+        return True
+
+    def take(self) -> str | None:
+        """The alert received since the last call, or None."""
+        alert, self._alert = self._alert, None
+        return alert
 
 
 def create_tls_context(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sghost import __version__
+from sghost.cli.acl import add_acl_parser
 from sghost.cli.certs import add_certs_parser
 from sghost.cli.checkreport import report_check
 from sghost.config.checked import load_checked, load_registry
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed resource plugins")
     plugins.set_defaults(handler=_plugins)
     add_certs_parser(commands)
+    add_acl_parser(commands, _add_manifest_option)
     _add_control_commands(commands)
     return parser
 

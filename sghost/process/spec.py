@@ -33,6 +33,9 @@ class ChildSpec:
     """For the meta-resource: the remote-control commands it accepts."""
     watchdog: float = 0.0
     """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
+    user: str | None = None
+    """The Unix user the process drops to before the plugin's setup (None: stay as sghost's user)."""
+    group: str | None = None
 
     @property
     def heartbeat_interval(self) -> float | None:
