@@ -474,7 +474,7 @@ class App:
             if not self._connected:
                 # Closed before a successful CONNACK: a refusal already said why;
                 # otherwise the broker hung up, e.g. a TLS listener and no TLS.
-                alert = self._tls_alerts.take()
+                alert = self._tls_alerts.take() or self._probe_tls_alert()
                 if alert is not None and not self._refused:
                     self._remember_connect_failure(
                         f"the broker at {self.host}:{self.port} refused the TLS handshake: {alert}"
@@ -497,6 +497,26 @@ class App:
             self._mark_disconnected(detail)
         except Exception:
             self.logger.exception("Error while handling a disconnection")
+
+    def _probe_tls_alert(self) -> str | None:
+        """After a silent refusal under TLS, ask the broker again why, without sending anything.
+
+        The alert with the broker's verdict on the client's certificate is often lost: the
+        broker closes while the client's CONNECT sits unread, and the kernel's reset drops
+        the alert. A handshake followed by a read alone gets it reliably.
+        """
+        if self.certificate_directory is None:
+            return None
+        try:
+            context = self._create_tls_context()
+            with socket.create_connection((self.host, self.port), timeout=_ALERT_PROBE_TIMEOUT) as raw, \
+                    context.wrap_socket(raw, server_hostname=self.host) as tls:
+                tls.recv(1)
+        except ssl.SSLError as error:
+            return describe_tls_alert(error)
+        except (OSError, ValueError):
+            return None
+        return None
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # paho does not disable Nagle: a QoS 1 echo (PUBACK + PUBLISH, two small writes)
@@ -802,12 +822,23 @@ _PAHO_NOISE = _PahoNoiseFilter()
 _TLS_ALERTS = {
     "SSLV3_ALERT_CERTIFICATE_EXPIRED": "it finds this client's certificate expired (or not yet valid by its clock)",
     "TLSV1_ALERT_UNKNOWN_CA": "it does not trust the CA that signed this client's certificate",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "it finds this client's certificate bad",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "it rejects this client's certificate (OpenSSL says so for one not yet valid too)",
     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "this client's certificate is not for client authentication",
     "SSLV3_ALERT_CERTIFICATE_REVOKED": "this client's certificate is revoked",
     "TLSV13_ALERT_CERTIFICATE_REQUIRED": "it requires a client certificate",
     "TLSV1_ALERT_ACCESS_DENIED": "it denies this client access",
 }
+
+
+_ALERT_PROBE_TIMEOUT = 0.5
+
+
+def describe_tls_alert(error: BaseException) -> str | None:
+    """``TLSV1_ALERT_UNKNOWN_CA (it does not trust ...)`` for a TLS alert received from the peer, else None."""
+    reason = str(getattr(error, "reason", "") or "")
+    if not isinstance(error, ssl.SSLError) or "ALERT" not in reason:
+        return None
+    return f"{reason} ({_TLS_ALERTS[reason]})" if reason in _TLS_ALERTS else reason
 
 
 class _TlsAlertRecorder(logging.Filter):
@@ -825,9 +856,8 @@ class _TlsAlertRecorder(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         for arg in args:
-            if isinstance(arg, ssl.SSLError) and "ALERT" in str(getattr(arg, "reason", "") or ""):
-                reason = str(arg.reason)
-                self._alert = f"{reason} ({_TLS_ALERTS[reason]})" if reason in _TLS_ALERTS else reason
+            if isinstance(arg, BaseException) and (alert := describe_tls_alert(arg)) is not None:
+                self._alert = alert
         return True
 
     def take(self) -> str | None:
