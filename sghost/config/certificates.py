@@ -31,6 +31,7 @@ Not imported at module level: the supervisor, which loads this layer, never load
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,8 @@ def inspect_directory(directory: str | Path, now: datetime.datetime | None = Non
     """The problems of the certificate, key and CA file in ``directory`` (a missing file is not reported here)."""
     base = Path(directory)
     ca_path, cert_path, key_path = (base / name for name in (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE))
-    if not all(path.is_file() for path in (ca_path, cert_path, key_path)):
-        return []
+    if not all(os.access(path, os.R_OK) and path.is_file() for path in (ca_path, cert_path, key_path)):
+        return []  # a missing or unreadable file is reported by the manifest's check
     import ssl  # here, not at module level (see the module's docstring)
 
     moment = now or datetime.datetime.now(datetime.UTC)

@@ -361,7 +361,10 @@ def _as_table(problems: _Problems, parts: tuple[str, ...], value: Any) -> dict[s
 def _check_certificate_directory(problems: _Problems, keypath: str, directory: Path) -> None:
     """Record a problem unless ``directory`` holds the three certificate files."""
     expected = "expected a directory holding " + ", ".join(CERTIFICATE_FILES)
-    if not directory.exists():
+    if not os.access(directory, os.X_OK) and os.path.isdir(directory):
+        problems.add(keypath, f"cannot enter {directory}: permission denied; expected a directory this user can read "
+                     "(run sghost check as the user sghost runs as)")
+    elif not directory.exists():
         problems.add(keypath, f"directory not found: {directory}; {expected}")
     elif not directory.is_dir():
         problems.add(keypath, f"{directory} is not a directory; {expected}")
