@@ -314,7 +314,10 @@ def test_each_certificate_problem_is_its_own_error_at_run_time(
     broker: MosquittoBroker, site: Path, broken: dict[str, str], operator: Recorder,
     start_host: Callable[..., HostProcess],
 ) -> None:
-    host = start_host("run-broken", gateway_manifest(broker, "gw3", broken, extra=FAILING_POLICY))
+    text = gateway_manifest(broker, "gw3", broken, extra=FAILING_POLICY) + '[resources.shared]\ntype = "echoer"\n'
+    host = start_host("run-broken", text)
+    warning = host.wait_log("resources.shared.certificate_directory: not set")
+    assert "WARNING" in warning and "command/gw3/#" in warning, warning
     expected = {
         "gamma": r"certificate \S+ expired on \d{4}-\d\d-\d\d",
         "epsilon": r"not signed by the CA in \S+other/epsilon",
@@ -341,3 +344,17 @@ def test_certs_without_cryptography_says_what_to_install(tmp_path: Path) -> None
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [certs.MISSING_CRYPTOGRAPHY], result.stderr
     assert "sghost[certs]" in result.stderr
+
+
+def test_without_the_date_decoder_the_handshake_still_says_expired(
+    broken: dict[str, str], site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    from sghost.config.certificates import EXPIRED, inspect_directory
+
+    monkeypatch.delattr(ssl._ssl, "_test_decode_cert")  # a Python without CPython's private decoder
+    problems = inspect_directory(site / broken["gamma"])
+    assert [problem.kind for problem in problems] == [EXPIRED], problems
+    assert "has expired" in problems[0].text
+    assert [problem.kind for problem in inspect_directory(site / broken["iota"])] == []
