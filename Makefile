@@ -30,6 +30,7 @@ test: lint
 bench: install
 	$(BIN)/python bench/framework.py
 	$(BIN)/python bench/host.py
+	$(BIN)/python bench/certificate_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
