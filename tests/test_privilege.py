@@ -27,7 +27,7 @@ import psutil
 import pytest
 from test_identity import IdentityBroker, issue, operator_block, tls_files
 
-from hostharness import HostProcess, manifest_text, run_cli
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
@@ -261,3 +261,32 @@ def test_start_refuses_a_user_that_does_not_exist(installed: Installed, site: Pa
     )
     assert result.returncode == 2, result
     assert "resources.ra.user: no user 'no-such-user-z' on this machine" in result.stderr, result.stderr
+
+
+def test_a_user_removed_while_sghost_runs_is_the_resources_error_at_its_restart(
+    installed: Installed, site: Path, broker: MosquittoBroker, operator: Recorder
+) -> None:
+    name = f"sgt-c-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", name], check=True)
+    try:
+        issue("issue", "rc", "--dir", str(site / "certs"), "--owner", name, "--force")
+        manifest = site / "vanishing.toml"
+        manifest.write_text(manifest_text(
+            broker, f'[resources.rc]\ntype = "prober"\nuser = "{name}"\ncertificate_directory = "certs/rc"\n'
+            "max_restarts = 1\nbackoff_max = 30.0\n",
+            host="gwp", broker_extra='certificate_directory = "certs/gwp"',
+        ))
+        host = InstalledHost(manifest, installed).start()
+        try:
+            first = json.loads(operator.wait_for("data/rc/identity", timeout=15).payload)
+            assert first["uid"] == pwd.getpwnam(name).pw_uid
+            pid = resource_pid(operator, "gwp", "rc")
+            subprocess.run(["userdel", "--force", name], check=True)  # it has a process: the resource
+            psutil.Process(pid).kill()
+            operator.wait_for("data/gwp/rc_state", "fatal", timeout=15)
+            error = operator.latest("data/gwp/rc_error") or ""
+            assert f"cannot run as user '{name}': no user '{name}' on this machine" == error, error
+        finally:
+            host.stop()
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)

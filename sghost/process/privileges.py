@@ -39,8 +39,8 @@ def drop_privileges(user: str | None, group: str | None = None) -> None:
         account = resolve(user, group)
     except KeyError as error:
         raise PrivilegeError(f"cannot run as user {user!r}: {error.args[0]}") from None
-    if account.uid == 0 and account.gid == 0:
-        return
+    if account.uid == 0:
+        return  # user = "root": nothing to drop
     if os.geteuid() != 0:
         raise PrivilegeError(f"cannot run as user {user!r}: sghost does not run as root (uid {os.geteuid()})")
     parent = os.getppid()
