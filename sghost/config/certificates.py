@@ -91,14 +91,6 @@ def inspect_directory(directory: str | Path, now: datetime.datetime | None = Non
     return problems
 
 
-def first_error(directory: str | Path) -> str | None:
-    """The first problem that stops a connection (not a warning), as one line; None when there is none."""
-    for problem in inspect_directory(directory):
-        if not problem.warning:
-            return problem.text
-    return None
-
-
 def _date(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -154,7 +146,7 @@ def _verify_as_client(ca_path: Path, cert_path: Path, key_path: Path) -> tuple[i
     server.verify_mode = ssl.CERT_REQUIRED
     try:
         server.load_verify_locations(str(ca_path))
-    except ssl.SSLError as error:
+    except (ssl.SSLError, OSError) as error:
         return None, f"cannot read {ca_path}: {error}"
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
