@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python bench/logring.py
 	$(BIN)/python bench/integrations.py
 	$(BIN)/python bench/canbus.py
+	$(BIN)/python bench/certificate_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -289,6 +289,7 @@ class App:
         self._dropped = 0
         self._drop_warning = _RateLimitedWarning("Dropped")
         self._refusal_warning = _RateLimitedWarning("Refused")
+        self._tls_alerts = _TlsAlertRecorder()
 
     # ----------------------------------------------------------------- public API
 
@@ -529,6 +530,7 @@ class App:
         # enable_logger, not on_log: paho formats every packet line for on_log, which
         # halved QoS 0 throughput; the logger formats only what is enabled.
         self.logger.addFilter(_PAHO_NOISE)
+        self.logger.addFilter(self._tls_alerts)
         client.enable_logger(self.logger)
         client.on_socket_open = self._on_socket_open
         client.max_queued_messages_set(0)  # the bound is ours (_publish_reliably), with a clear refusal
@@ -808,7 +810,12 @@ class App:
             if not self._connected:
                 # Closed before a successful CONNACK: a refusal already said why;
                 # otherwise the broker hung up, e.g. a TLS listener and no TLS.
-                if not self._connection_refused:
+                alert = self._tls_alerts.take() or self._probe_tls_alert()
+                if alert is not None and not self._connection_refused:
+                    self._remember_connect_failure(
+                        f"the broker at {self.host}:{self.port} refused the TLS handshake: {alert}"
+                    )
+                elif not self._connection_refused:
                     hint = (
                         "if it expects TLS, set certificate_directory"
                         if self.certificate_directory is None
@@ -826,6 +833,26 @@ class App:
             self._mark_disconnected(detail)
         except Exception:
             self.logger.exception("Error while handling a disconnection")
+
+    def _probe_tls_alert(self) -> str | None:
+        """After a silent refusal under TLS, ask the broker again why, without sending anything.
+
+        The alert with the broker's verdict on the client's certificate is often lost: the
+        broker closes while the client's CONNECT sits unread, and the kernel's reset drops
+        the alert. A handshake followed by a read alone gets it reliably.
+        """
+        if self.certificate_directory is None:
+            return None
+        try:
+            context = self._create_tls_context()
+            with socket.create_connection((self.host, self.port), timeout=_ALERT_PROBE_TIMEOUT) as raw, \
+                    context.wrap_socket(raw, server_hostname=self.host) as tls:
+                tls.recv(1)
+        except ssl.SSLError as error:
+            return describe_tls_alert(error)
+        except (OSError, ValueError):
+            return None
+        return None
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # paho does not disable Nagle: a QoS 1 echo (PUBACK + PUBLISH, two small writes)
@@ -1177,6 +1204,52 @@ class _PahoNoiseFilter(logging.Filter):
 
 
 _PAHO_NOISE = _PahoNoiseFilter()
+
+_TLS_ALERTS = {
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "it finds this client's certificate expired (or not yet valid by its clock)",
+    "TLSV1_ALERT_UNKNOWN_CA": "it does not trust the CA that signed this client's certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "it rejects this client's certificate (OpenSSL says so for one not yet valid too)",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "this client's certificate is not for client authentication",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "this client's certificate is revoked",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "it requires a client certificate",
+    "TLSV1_ALERT_ACCESS_DENIED": "it denies this client access",
+}
+
+
+_ALERT_PROBE_TIMEOUT = 0.5
+
+
+def describe_tls_alert(error: BaseException) -> str | None:
+    """``TLSV1_ALERT_UNKNOWN_CA (it does not trust ...)`` for a TLS alert received from the peer, else None."""
+    reason = str(getattr(error, "reason", "") or "")
+    if not isinstance(error, ssl.SSLError) or "ALERT" not in reason:
+        return None
+    return f"{reason} ({_TLS_ALERTS[reason]})" if reason in _TLS_ALERTS else reason
+
+
+class _TlsAlertRecorder(logging.Filter):
+    """Keeps the TLS alert a broker sent, which paho logs ("failed to receive on socket") and then drops.
+
+    With TLS 1.3 the broker checks the client's certificate after the client considers the
+    handshake done, so its verdict arrives as an alert on the first read. Attached to the
+    client's logger; it never suppresses a record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._alert: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, BaseException) and (alert := describe_tls_alert(arg)) is not None:
+                self._alert = alert
+        return True
+
+    def take(self) -> str | None:
+        """The alert received since the last call, or None."""
+        alert, self._alert = self._alert, None
+        return alert
 
 
 def create_tls_context(

@@ -460,7 +460,7 @@ def test_dotted_and_unicode_names_are_quoted_in_key_paths(tmp_path: Path) -> Non
         f'{path}: resources."a.b".restrat: unknown key; did you mean "restart"?',
         f'{path}: resources."ü".qos: unknown key; expected one of: type, enabled, settings, certificate_directory, '
         "depends_on, environment, env_file, restart, backoff_initial, backoff_max, max_restarts, restart_window, "
-        "stop_timeout, watchdog, max_memory_mb, ready_timeout, restart_with_dependencies "
+        "stop_timeout, watchdog, max_memory_mb, ready_timeout, restart_with_dependencies, user, group "
         '(plugin settings go under [resources."ü".settings])',
     ]
 

@@ -49,6 +49,11 @@ BACKDATE = datetime.timedelta(minutes=5)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_MISSING_EXTRA = 2
+MISSING_CRYPTOGRAPHY = (
+    "sghost certs needs the 'cryptography' package: pip install 'sghost[certs]' "
+    "(Debian: apt-get install python3-cryptography)"
+)
 
 
 class CertificateError(Exception):
@@ -117,14 +122,21 @@ def issue_certificate(
     sans: Iterable[str] = (),
     force: bool = False,
     now: datetime.datetime | None = None,
+    owner: str | None = None,
 ) -> Issued:
-    """Issue a certificate with CN = ``name`` into ``<directory>/<name>/``, signed by the CA there."""
+    """Issue a certificate with CN = ``name`` into ``<directory>/<name>/``, signed by the CA there.
+
+    With ``owner`` (a Unix user), the directory and its files belong to that user and its
+    primary group, the key mode 0600: only that user (and root) can read it. That is how a
+    resource that runs as its own ``user`` gets a key no other resource can read.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     _check_days(days)
     _check_name(name)
+    account = _owner_account(owner)
     sans = list(sans)
     if sans and not server:
         raise CertificateError("--san is for a broker's certificate; add --server")
@@ -161,6 +173,9 @@ def issue_certificate(
     _write_private(key_path, _key_pem(key))
     _write_public(cert_path, certificate.public_bytes(pem))
     _write_public(ca_copy, ca_cert.public_bytes(pem))
+    if account is not None:
+        for path in (target, key_path, cert_path, ca_copy):
+            os.chown(path, *account)
     return Issued(target, cert_path, key_path, ca_copy, not_after)
 
 
@@ -193,6 +208,11 @@ def _fill_certs_parser(certs: argparse.ArgumentParser) -> None:
         help="a broker (server) certificate, valid for localhost, 127.0.0.1 and ::1 (and every --san)",
     )
     issue.add_argument(
+        "--owner", metavar="USER",
+        help="make DIR/NAME/ and its key belong to this Unix user (the resource's manifest user), "
+        "so that only it can read the key (needs root)",
+    )
+    issue.add_argument(
         "--san", action="append", default=[], metavar="HOST",
         help="with --server: another DNS name or IP address the broker is reached by (repeatable)",
     )
@@ -211,13 +231,18 @@ def _add_common(parser: argparse.ArgumentParser, days: int) -> None:
 def run_certs(args: argparse.Namespace) -> int:
     """The ``sghost certs`` handler: return the exit code."""
     try:
+        import cryptography.x509  # noqa: F401
+    except ImportError:
+        print(MISSING_CRYPTOGRAPHY, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+    try:
         if args.certs_command == "init":
             issued = init_ca(args.dir, days=args.days, common_name=args.cn, force=args.force)
             print(f"CA written to {issued.directory}/ (key {issued.key}, mode 0600), valid until {_date(issued)}")
             print(f"next: sghost certs issue <name> --dir {args.dir}; the broker's cafile is {issued.certificate}")
             return EXIT_OK
         issued = issue_certificate(
-            args.dir, args.name, days=args.days, server=args.server, sans=args.san, force=args.force
+            args.dir, args.name, days=args.days, server=args.server, sans=args.san, force=args.force, owner=args.owner
         )
     except CertificateError as error:
         print(f"sghost certs: {error}", file=sys.stderr)
@@ -228,6 +253,8 @@ def run_certs(args: argparse.Namespace) -> int:
         print(f"mosquitto: certfile {issued.certificate}, keyfile {issued.key}, cafile {issued.ca_certificate}")
     else:
         print(f'manifest: certificate_directory = "{issued.directory}"')
+    if args.owner:
+        print(f"{issued.directory}/ and its key belong to {args.owner} (key mode 0600)")
     return EXIT_OK
 
 
@@ -249,6 +276,21 @@ def _utcnow() -> datetime.datetime:
 
 def _date(issued: Issued) -> str:
     return issued.not_after.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _owner_account(owner: str | None) -> tuple[int, int] | None:
+    """``(uid, gid)`` of ``owner``; checked before anything is written."""
+    if owner is None:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise CertificateError(f"--owner {owner}: no such user on this machine; expected an existing user") from None
+    if os.geteuid() not in (0, entry.pw_uid):
+        raise CertificateError(f"--owner {owner}: only root can give files to another user; run it as root")
+    return entry.pw_uid, entry.pw_gid
 
 
 def _check_days(days: int) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sghost import __version__
+from sghost.cli.acl import add_acl_parser
 from sghost.cli.certs import add_certs_parser
+from sghost.cli.checkreport import report_check
 from sghost.cli.logs import add_logs_parser
 from sghost.cli.metrics import add_metrics_parser
 from sghost.cli.newplugin import add_new_plugin_parser
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_certs_parser(commands)
     add_new_plugin_parser(commands)
     add_run_parser(commands)
+    add_acl_parser(commands, _add_manifest_option)
     _add_control_commands(commands)
     add_logs_parser(commands, _add_manifest_option)
     add_rebirth_parser(commands, _add_manifest_option)
@@ -240,6 +243,8 @@ def _check(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         for plugin in registry.failed:
             print(f'plugin "{plugin.name}" ({plugin.source}) failed to load: {plugin.error}', file=sys.stderr)
+        return EXIT_CONFIG
+    if not report_check(config):
         return EXIT_CONFIG
     print(f"{config.path}: OK, host {config.name!r}, {len(config.resources)} resource(s)")
     return EXIT_OK

@@ -33,6 +33,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 from sgframework import constants
 from sgframework.topics import validate_name
 from sghost.config import dependencies, environment
+from sghost.config.identities import review as review_identities
 from sghost.config.integrations import TABLES as INTEGRATION_TABLES
 from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
 from sghost.config.suggest import did_you_mean
@@ -99,6 +100,7 @@ class BrokerConfig:
     keepalive: int = constants.DEFAULT_KEEPALIVE_TIME
     protocol: str = "MQTTv311"
     tls_insecure: bool = False
+    require_resource_identity: bool = False
 
     def read_password(self) -> str | None:
         """Return the password from ``password_file`` without its trailing newline, or None without one."""
@@ -125,6 +127,9 @@ class ResourceConfig:
     depends_on: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict, repr=False)
     """Added to the supervisor's environment in the resource's process (sghost.config.environment)."""
+    user: str | None = None
+    """The Unix user the process runs as (own table, else ``[defaults]``); None: sghost's own."""
+    group: str | None = None
 
     def fingerprint(self) -> str:
         """Return a canonical text of the resource's table: a changed table gives a different value.
@@ -142,6 +147,7 @@ class ResourceConfig:
         document = {
             "name": self.name, "table": source, "certificate_directory": self.certificate_directory,
             "environment": self.environment,
+            "user": self.user, "group": self.group,
         }
         return json.dumps(document, sort_keys=True, default=str, ensure_ascii=False)
 
@@ -368,7 +374,10 @@ def _as_table(problems: _Problems, parts: tuple[str, ...], value: Any) -> dict[s
 def _check_certificate_directory(problems: _Problems, keypath: str, directory: Path) -> None:
     """Record a problem unless ``directory`` holds the three certificate files."""
     expected = "expected a directory holding " + ", ".join(CERTIFICATE_FILES)
-    if not directory.exists():
+    if not os.access(directory, os.X_OK) and os.path.isdir(directory):
+        problems.add(keypath, f"cannot enter {directory}: permission denied; expected a directory this user can read "
+                     "(run sghost check as the user sghost runs as)")
+    elif not directory.exists():
         problems.add(keypath, f"directory not found: {directory}; {expected}")
     elif not directory.is_dir():
         problems.add(keypath, f"{directory} is not a directory; {expected}")
@@ -472,7 +481,11 @@ _BROKER_SPECS: dict[str, Parser] = {
     "keepalive": _integer(1, 65535),
     "protocol": _choice("an MQTT protocol version", PROTOCOLS),
     "tls_insecure": _boolean,
+    "require_resource_identity": _boolean,
 }
+
+_ACCOUNT_SPECS: dict[str, Parser] = {"user": _string, "group": _string}
+"""The Unix account of a resource's process (sghost.config.identities checks it)."""
 
 _RESOURCE_SPECS: dict[str, Parser] = {
     "type": _string,
@@ -482,6 +495,7 @@ _RESOURCE_SPECS: dict[str, Parser] = {
     "depends_on": _depends_on,
     **_ENVIRONMENT_SPECS,
     **_POLICY_SPECS,
+    **_ACCOUNT_SPECS,
 }
 
 
@@ -547,6 +561,7 @@ class _ResourceContext:
 
     host_name: str
     defaults: RestartPolicy
+    accounts: Mapping[str, str]
     known_types: Collection[str] | None
     check_settings: CheckSettings | None
     environment: dict[str, str] = field(default_factory=dict)
@@ -642,6 +657,8 @@ def _read_resource(problems: _Problems, name: str, raw: Any, context: _ResourceC
         table=_deepcopy(table),
         depends_on=values.get("depends_on", ()),
         environment=variables,
+        user=values.get("user", context.accounts.get("user")),
+        group=values.get("group", context.accounts.get("group")),
     )
 
 
@@ -752,13 +769,21 @@ def load_manifest(
     sections = _read_sections(problems, document)
     host = _read_host(problems, sections["host"])
     broker = _read_broker(problems, sections["broker"])
-    default_values = _read_table(problems, ("defaults",), sections["defaults"], _DEFAULTS_SPECS)
+    default_values = _read_table(
+        problems, ("defaults",), sections["defaults"], {**_DEFAULTS_SPECS, **_ACCOUNT_SPECS}
+    )
     defaults = _merge_policy(problems, ("defaults",), default_values, RestartPolicy())
     default_environment = environment.merge(problems, [("defaults", _source(default_values))])
-    context = _ResourceContext(host.get("name", "sghost"), defaults, known_types, check_settings, default_environment)
+    accounts = {key: value for key, value in default_values.items() if key in _ACCOUNT_SPECS}
+    context = _ResourceContext(
+        host.get("name", "sghost"), defaults, accounts, known_types, check_settings, default_environment
+    )
     resources = _read_resources(problems, document.get("resources", {}), context)
     _check_dependencies(problems, resources)
     integrations = read_integrations(problems, sections)
+    own_keys = {name: set(resource.table) for name, resource in resources.items()}
+    for finding in review_identities(context.host_name, broker, resources, _key, own_keys.__getitem__):
+        (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
     return HostConfig(
@@ -800,6 +825,7 @@ _EXAMPLE = """\
 # keepalive = 10                # seconds
 # protocol = "MQTTv311"         # "MQTTv31" | "MQTTv311" | "MQTTv5"
 # tls_insecure = false          # true: do not check that the broker's certificate names host (testing only)
+# require_resource_identity = false  # true: under TLS, a resource without its own certificate_directory is an error
 
 [defaults]                      # restart policy for every resource; each may override under its own table
 # restart = "always"            # "always" | "on-failure" | "never"
@@ -828,6 +854,8 @@ _EXAMPLE = """\
 # on_backoff = ["/usr/local/bin/notify"]  # a resource enters backoff
 # on_restart = ["/usr/local/bin/notify"]  # a new process for a resource after an earlier one ended
 # hook_timeout = 10.0           # seconds before a hook is ended (SIGTERM, then SIGKILL)
+# user = "sghost-res"           # (unset by default) Unix user each resource runs as; needs sghost run as root
+# group = "sghost-res"          # (unset by default) its group; default: the user's primary group
 
 {resource}"""
 

@@ -33,6 +33,7 @@ from sghost.host import systemd
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.host.hooks import HookRunner
+from sghost.host.logfiles import log_handler
 from sghost.host.logring import MAX_FOLLOWERS, LogBook
 from sghost.host.ordering import DependencyOrder
 from sghost.host.timers import Timers
@@ -269,7 +270,10 @@ class Supervisor:
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
         certificates = config.certificate_directory or self.config.broker.certificate_directory
         spec = self._spec(config.name, config.type, dict(config.settings), certificates)
-        return dataclasses.replace(spec, watchdog=config.policy.watchdog, environment=dict(config.environment))
+        return dataclasses.replace(
+            spec, watchdog=config.policy.watchdog, environment=dict(config.environment),
+            user=config.user, group=config.group,
+        )
 
     def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:
         broker = self.config.broker
@@ -330,8 +334,11 @@ class Supervisor:
         logger.setLevel(logging.DEBUG)
         if not logger.handlers:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(
+            resource = self.config.resources.get(name)
+            handler = log_handler(
                 self.config.log_dir / f"{name}.log",
+                resource.user if resource else None,
+                resource.group if resource else None,
                 maxBytes=self.config.log_max_bytes,
                 backupCount=self.config.log_backups,
             )

@@ -37,6 +37,9 @@ class ChildSpec:
     """Added to the process's environment (the manifest's ``environment`` and ``env_file``)."""
     base_directory: str | None = None
     """The manifest's directory: relative paths in ``settings`` are relative to it."""
+    user: str | None = None
+    """The Unix user the process drops to before the plugin's setup (None: stay as sghost's user)."""
+    group: str | None = None
 
     @property
     def heartbeat_interval(self) -> float | None:
