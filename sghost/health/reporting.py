@@ -37,6 +37,10 @@ HEARTBEAT_TIMEOUT = 10.0
 log = logging.getLogger("sghost")
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def worth_reporting(field: str, reported: Any, value: Any) -> bool:
     """Whether ``value`` moved far enough from the ``reported`` one to be sent; dead bands keep an idle host quiet."""
     if reported is None or type(reported) is not type(value) or not isinstance(value, int | float):
@@ -63,6 +67,7 @@ class MetaHost(PipeHost, Protocol):
     def command(self, op: str, name: str) -> tuple[bool, str]: ...
     def meta_spawned(self, restarted: bool) -> None: ...
     def meta_stopped(self) -> None: ...
+    def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
 
 
 class MetaProcess:
@@ -160,6 +165,9 @@ class MetaProcess:
             ok, message = self.host.command(op, name) if name else (False, f"{op} needs a resource name as payload")
             log.info("remote control: %s %r -> %s", op, name, message)
             self._send({"op": "answer", "id": event.get("id"), "text": message if ok else f"error: {message}"})
+        elif kind == events.UPLINK:
+            queued, dropped = event.get("queued"), event.get("dropped")
+            self.host.uplink_changed(str(event.get("state")), _count(queued), _count(dropped))
         elif kind == events.CONNECT_ERROR:
             log.warning("meta-resource %s: %s", self.name, event.get("text"))
 

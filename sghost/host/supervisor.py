@@ -28,7 +28,7 @@ from sghost.config.checked import load_checked
 from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig
 from sghost.config.reloadplan import plan_reload
 from sghost.health.reporting import MetaProcess
-from sghost.host import systemd
+from sghost.host import systemd, uplinkbridge
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.host.timers import Timers
@@ -49,6 +49,8 @@ STATE_FIELDS = ("state", "restarts", "pid", "error")
 DOCUMENT_DELAY = 0.05
 """Seconds by which state changes are gathered into one new ``health`` document."""
 SAMPLED_FIELDS = ("uptime", "cpu", "memory")
+UPLINK_DROP_WARNING_INTERVAL = 60.0
+"""Seconds between warnings about messages the uplink's queue bound dropped."""
 EXIT_OK = 0
 EXIT_FAILURE = 1
 RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta"}
@@ -93,6 +95,10 @@ class Supervisor:
         self._document_due = False
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
+        self._uplink: dict[str, Any] | None = None
+        if config.uplink is not None:
+            self._uplink = {"state": "disconnected", "since": round(time.time()), "queued": None, "dropped": 0}
+        self._uplink_drop_warned = 0.0
 
     # ------------------------------------------------------------------ run
 
@@ -236,10 +242,20 @@ class Supervisor:
     def _start_broker(self) -> BrokerAddress:
         broker = self.config.broker
         if broker.embedded:
-            self._broker = EmbeddedBroker(broker.port, workdir=None)
+            self._broker = EmbeddedBroker(broker.port, workdir=None, extra_config=self._uplink_lines())
             self._broker.start()
             log.info("embedded broker (%s) on %s:%d", self._broker.kind, self._broker.host, self._broker.port)
         return self._address_for(broker)
+
+    def _uplink_lines(self) -> list[str]:
+        if self.config.uplink is None:
+            return []
+        uplink = self.config.uplink
+        log.info(
+            "uplink to %s under %s (queued in %s)",
+            ", ".join(f"{h}:{p}" for h, p in uplink.addresses), uplink.remote_prefix, uplink.state_dir,
+        )
+        return uplinkbridge.config_lines(uplink, self.config.name)
 
     def _address_for(self, broker: BrokerConfig) -> BrokerAddress:
         """Where resources connect: the manifest's broker, or the embedded one (amqtt speaks MQTT 3.1.1 only)."""
@@ -251,7 +267,10 @@ class Supervisor:
     def _spec_for_host(self) -> ChildSpec:
         spec = self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
         commands = COMMANDS if self.config.remote_control else ()
-        return dataclasses.replace(spec, role=META, commands=commands)
+        uplink_topics: tuple[str, ...] = ()
+        if self._uplink is not None:
+            uplink_topics = (uplinkbridge.state_topic(self.config.name), *uplinkbridge.SYS_QUEUED_TOPICS)
+        return dataclasses.replace(spec, role=META, commands=commands, uplink_topics=uplink_topics)
 
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
         certificates = config.certificate_directory or self.config.broker.certificate_directory
@@ -275,6 +294,25 @@ class Supervisor:
             password=broker.read_password(),
             tls_insecure=broker.tls_insecure,
         )
+
+    def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None:
+        """The meta-resource saw the bridge change state, or mosquitto's counters move."""
+        uplink = self._uplink
+        if uplink is None:
+            return
+        if state != uplink["state"]:
+            log.log(logging.INFO if state == "connected" else logging.WARNING, "uplink %s", state)
+            uplink.update(state=state, since=round(time.time()))
+            self._publish_document_soon()
+        if dropped is not None and dropped > (uplink["dropped"] or 0):
+            now = time.monotonic()
+            if now - self._uplink_drop_warned >= UPLINK_DROP_WARNING_INTERVAL:
+                self._uplink_drop_warned = now
+                log.warning(
+                    "uplink: the embedded broker has dropped %d message(s) at its queue bound "
+                    "([uplink] max_queued_messages / max_queued_bytes)", dropped,
+                )
+        uplink.update(queued=queued, dropped=dropped if dropped is not None else uplink["dropped"])
 
     def broker_reachable(self) -> bool:
         return self.health is not None and self.health.is_connected()
@@ -538,6 +576,8 @@ class Supervisor:
             "broker_connected": self.broker_reachable(),
             "resources": resources,
         }
+        if self._uplink is not None:
+            document["uplink"] = dict(self._uplink)
         self._document = document
         self.health.publish_health(document)
 
@@ -611,6 +651,7 @@ class Supervisor:
             "memory_available_mb": round(memory.available / 1048576),
             "broker_connected": self.broker_reachable(),
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
+            **({"uplink": dict(self._uplink)} if self._uplink is not None else {}),
         }
 
     def _publish_all(self) -> None:

@@ -3,7 +3,8 @@
 Kinds: ``ready`` (setup done, ``topics`` = announced capability topics),
 ``heartbeat``, ``connected``, ``disconnected``, ``connect_error`` (``text``),
 ``plugin_error`` (``text``: the exception's one-line text); from the
-meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command).
+meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command) and
+``uplink`` (``state``, ``queued``, ``dropped``: the bridge to the central broker).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ DISCONNECTED = "disconnected"
 CONNECT_ERROR = "connect_error"
 PLUGIN_ERROR = "plugin_error"
 REMOTE = "remote"
+UPLINK = "uplink"
 
 
 class EventWriter:

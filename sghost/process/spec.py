@@ -31,6 +31,8 @@ class ChildSpec:
     """``resource``, or ``meta`` for sghost's own meta-resource process."""
     commands: tuple[str, ...] = ()
     """For the meta-resource: the remote-control commands it accepts."""
+    uplink_topics: tuple[str, ...] = ()
+    """For the meta-resource: the bridge's local notification topic, then mosquitto's $SYS counters."""
     watchdog: float = 0.0
     """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
 
