@@ -401,10 +401,10 @@ class App:
             return
         self._address_index += 1
         host, port = self.broker_address
-        try:
-            client.host, client.port = host, port  # paho's loop_forever reconnects to these
-        except (RuntimeError, ValueError):
-            return
+        if self._use_threaded_networking:
+            # paho refuses a new host while it is (re)connecting; connect_async is its way to
+            # change it, and loop_forever's next reconnect goes there. loop() names it itself.
+            self._connect_async(client)
         self.logger.info("Trying the next broker address, %s:%s", host, port)
 
     def _connect_async(self, client: mqtt.Client) -> None:

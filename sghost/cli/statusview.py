@@ -5,7 +5,7 @@ of the retained ``data/<host>/health``)::
 
     {"host": str, "version": str, "pid": int, "manifest": str, "uptime": int,
      "cpu": float, "memory": float, "memory_available_mb": int, "broker_connected": bool,
-     "resources": {name: {"state", "restarts", "pid", "uptime", "cpu", "memory", "error", "connected"}}}
+     "resources": {name: {"state", "restarts", "pid", "uptime", "cpu", "memory", "error", "connected", "broker"}}}
 
 Missing keys are shown as ``-``, so documents of older or newer versions still print.
 """

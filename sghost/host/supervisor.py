@@ -634,6 +634,7 @@ class Supervisor:
             "memory": round(memory, 1),
             "error": watcher.last_error,
             "connected": watcher.connected,
+            "broker": watcher.broker,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -673,7 +674,7 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     A retained empty payload would delete the topic, so "no process" is pid
     ``0`` and "no error" is ``none``.
     """
-    fields = {key: values[key] for key in values if key != "connected"}
+    fields = {key: values[key] for key in values if key not in ("connected", "broker")}
     fields["pid"] = values["pid"] or 0
     fields["error"] = values["error"] or "none"
     return fields

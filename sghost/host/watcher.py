@@ -63,6 +63,7 @@ class Watcher:
         self.announced: list[str] = []
         self.last_heartbeat = 0.0
         self.connected = False
+        self.broker: str | None = None
         self.pipes = ChildPipes(host, self.event, self.output_line)
         self._timer: Timer | None = None
         self._stop_wanted = False
@@ -158,6 +159,9 @@ class Watcher:
                 self._set_state(RUNNING)
         elif kind == events.CONNECTED:
             self.connected = True
+            if isinstance(event.get("broker"), str):
+                self.broker = event["broker"]  # with a broker cluster: the node it is connected to
+                log.info("[%s] connected to the broker at %s", self.name, self.broker)
             self.host.state_changed(self)
         elif kind == events.DISCONNECTED:
             self.connected = False
@@ -183,6 +187,7 @@ class Watcher:
             log.warning("[%s] pid %s ended after %.1f s: %s", self.name, self.pid, ran_for, how)
         self.pid = None
         self.connected = False
+        self.broker = None
         if self.announced:
             self.host.capabilities_lost(self, self.announced)
         self._after_end(status, ran_for)

@@ -129,7 +129,11 @@ class _ConnectionReporter:
         self.reported_error: str | None = None
 
     def status_changed(self, resource: Resource, connected: bool) -> None:
-        self.channel.send(events.CONNECTED if connected else events.DISCONNECTED)
+        if connected:
+            host, port = resource.broker_address
+            self.channel.send(events.CONNECTED, broker=f"{host}:{port}")
+        else:
+            self.channel.send(events.DISCONNECTED)
 
     def check_refused(self, resource: Resource) -> bool:
         error = resource.last_connection_error
