@@ -146,6 +146,9 @@ def read_uplink(problems: Any, table: Mapping[str, Any], host_name: str, embedde
         problems.warn("uplink.tls_insecure", "true: the central broker's certificate name is not checked")
     if "address" not in values:
         return None
+    remote = [host for host, _port in values["address"] if host not in m.LOOPBACK_HOSTS]
+    if remote and "certificate_directory" not in values:
+        problems.warn("uplink.certificate_directory", "unset: the uplink to " + ", ".join(remote) + " is not encrypted")
     values["addresses"] = values.pop("address")
     values.setdefault("remote_prefix", f"gateways/{host_name}/")
     values.setdefault("state_dir", default_state_dir(host_name))
