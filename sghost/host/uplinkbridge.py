@@ -37,7 +37,7 @@ def broker_lines(uplink: UplinkConfig) -> list[str]:
     return [
         "persistence true",
         f"persistence_location {uplink.state_dir}/",
-        "autosave_interval 1",  # a SIGKILL or power loss loses at most a second of queued messages
+        "autosave_interval 10",  # mosquitto rewrites its whole database at each save: spare the SD card
         "autosave_on_changes false",
         f"max_queued_messages {uplink.max_queued_messages}",
         f"max_queued_bytes {uplink.max_queued_bytes}",
