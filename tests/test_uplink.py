@@ -134,6 +134,10 @@ def test_commands_from_central_reach_the_resource_and_the_fleet_view_lists_every
         subscriber.wait_for(f"gateways/{name}/data/{name}/uplink", "connected", timeout=15)
         subscriber.wait_for(f"gateways/{name}/resourceavailable/sign/presence", "True", timeout=15)
 
+    status = run_cli("status", "-c", str(tmp_path / "gwa.toml"))
+    assert status.returncode == 0, status.stderr
+    assert "uplink connected since" in status.stdout and "dropped 0" in status.stdout, status.stdout
+
     subscriber.publish("gateways/gwa/command/sign/ping", "hello")
     subscriber.wait_for("gateways/gwa/data/sign/ping", "hello", timeout=10)
     assert subscriber.latest("gateways/gwb/data/sign/ping") in (None, "False")  # gwb's sign was not commanded
