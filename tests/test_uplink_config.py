@@ -117,3 +117,11 @@ def test_an_unencrypted_uplink_to_another_machine_is_warned_about(tmp_path: Path
     config = load(tmp_path, EMBEDDED + '[uplink]\naddress = "central.example.com:1883"\n')
     assert any("uplink.certificate_directory: unset" in line for line in config.warnings)  # type: ignore[attr-defined]
     assert not load(tmp_path, EMBEDDED + '[uplink]\naddress = "127.0.0.1:1884"\n').warnings  # type: ignore[attr-defined]
+
+
+def test_status_all_refuses_a_bad_prefix() -> None:
+    result = run_cli("status", "--all", "--broker", "127.0.0.1:1", "--prefix", "gateways/#")
+    assert result.returncode == 2
+    assert "--prefix 'gateways/#': expected topic levels ending in '/'" in result.stderr
+    result = run_cli("status", "--prefix", "gateways/+/")
+    assert result.returncode == 2 and "--prefix needs --all" in result.stderr

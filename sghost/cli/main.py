@@ -138,8 +138,13 @@ def _fleet_status(args: argparse.Namespace) -> int:
     import json
 
     from sgframework.addresses import broker_addresses
-    from sghost.cli.fleet import FleetError, collect_fleet, format_fleet, parse_broker
+    from sghost.cli.fleet import FleetError, check_prefix, collect_fleet, format_fleet, parse_broker
 
+    try:
+        check_prefix(args.prefix)
+    except ValueError as error:
+        print(f"sghost status: --prefix {error}", file=sys.stderr)
+        return EXIT_CONFIG
     credentials: dict[str, Any] = {}
     credential_flags = _credential_flags(args)
     if args.broker:
@@ -167,7 +172,7 @@ def _fleet_status(args: argparse.Namespace) -> int:
         credentials = _broker_credentials(broker)
     try:
         fleet = collect_fleet(host, port, timeout=args.timeout, prefix=args.prefix, **credentials)
-    except (FleetError, OSError, ValueError) as error:
+    except (FleetError, OSError) as error:
         print(f"sghost status --all: {error}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:

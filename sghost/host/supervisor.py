@@ -59,7 +59,7 @@ RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.meta
 
 @dataclass(frozen=True)
 class BrokerAddress:
-    host: str
+    host: str | tuple[str, ...]
     port: int
     protocol: str
 
@@ -125,7 +125,7 @@ class Supervisor:
             self._add_watcher(config)
         log.info(
             "sghost %s: host %r, %d resource(s), broker %s:%s",
-            __version__, self.config.name, len(self.watchers), self._address.host, self._address.port,
+            __version__, self.config.name, len(self.watchers), _shown_host(self._address.host), self._address.port,
         )
         self._publish_all()
         self._next_health = time.monotonic() + self.config.health_interval
@@ -678,6 +678,10 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     fields["pid"] = values["pid"] or 0
     fields["error"] = values["error"] or "none"
     return fields
+
+
+def _shown_host(host: str | tuple[str, ...]) -> str:
+    return host if isinstance(host, str) else "[" + ", ".join(host) + "]"
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:

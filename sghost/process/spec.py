@@ -17,7 +17,8 @@ class ChildSpec:
     name: str
     type_name: str
     settings: dict[str, Any]
-    host: str
+    host: str | tuple[str, ...]
+    """One broker host name, or several ``host:port`` of a cluster, tried in turn."""
     port: int
     certificate_directory: str | None = None
     protocol: str = "MQTTv311"
