@@ -117,8 +117,11 @@ def test_killing_the_node_of_a_resource_moves_it_to_another_node(
         return bool(resource.get("connected")) and resource.get("broker") not in (None, first.address)
 
     assert watcher.wait_until(moved, 15), f"the health document does not show the move: {health()}"
+    assert watcher.wait_until(lambda: health().get("broker") not in (None, first.address), 10), health()
     resource = health()["resources"]["stream"]
-    assert (resource["pid"], resource["restarts"], resource["state"]) == (pid, 0, "running")
+    assert (resource["pid"], resource["restarts"], resource["state"]) == (pid, 0, "running"), (
+        f"{resource}\n" + "\n".join(line for line in host.log().splitlines() if "WARNING" in line or "ERROR" in line)
+    )
     sent_before = max(counts(watcher))
     assert watcher.wait_until(lambda: max(counts(watcher)) > sent_before + 20, 10)
     seen = sorted(set(counts(watcher)))

@@ -147,3 +147,24 @@ def test_commands_from_central_reach_the_resource_and_the_fleet_view_lists_every
     assert "gwa" in fleet.stdout and "gwb" in fleet.stdout, fleet.stdout
     assert fleet.stdout.count("sign") >= 2, fleet.stdout
     subscriber.stop()
+
+
+def test_messages_dropped_at_the_queue_bound_are_counted_and_logged(
+    tmp_path: Path, central: MosquittoBroker, host_factory: Callable[..., HostProcess]
+) -> None:
+    text = gateway_manifest(tmp_path, "gwd", central, COUNTER, "max_queued_messages = 20\n")
+    host = host_factory(text, name="gwd.toml")
+    host.wait_log("uplink connected", timeout=15)
+    local = Recorder("127.0.0.1", local_port(text), ["data/gwd/#"]).start()
+    central.stop()
+    local.wait_for("data/gwd/uplink", "disconnected", timeout=10)
+
+    def uplink_health() -> dict[str, object]:
+        return json.loads(local.latest("data/gwd/health") or "{}").get("uplink") or {}
+
+    assert local.wait_until(lambda: int(uplink_health().get("dropped") or 0) > 0, 15), uplink_health()  # type: ignore[call-overload]
+    assert "state" in uplink_health() and uplink_health()["state"] == "disconnected"
+    host.wait_log("uplink: the embedded broker has dropped", timeout=5)
+    status = run_cli("status", "-c", str(tmp_path / "gwd.toml"))
+    assert "uplink disconnected" in status.stdout and "dropped 0" not in status.stdout, status.stdout
+    local.stop()

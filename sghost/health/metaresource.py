@@ -192,7 +192,11 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
         if connected and uplink is not None and publisher.resource.mqttclient is not None:
             uplink.attach(publisher.resource.mqttclient)
             uplink.subscribe(publisher.resource.mqttclient)
-        channel.send(events.CONNECTED if connected else events.DISCONNECTED)
+        if connected:
+            host, port = publisher.resource.broker_address
+            channel.send(events.CONNECTED, broker=f"{host}:{port}")
+        else:
+            channel.send(events.DISCONNECTED)
 
     publisher.resource.on_broker_connectionstatus_info = connection_changed
     publisher.start()

@@ -68,6 +68,7 @@ class MetaHost(PipeHost, Protocol):
     def meta_spawned(self, restarted: bool) -> None: ...
     def meta_stopped(self) -> None: ...
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
+    def meta_moved(self) -> None: ...
 
 
 class MetaProcess:
@@ -80,6 +81,8 @@ class MetaProcess:
         self.pipes = ChildPipes(host, self.event, self.output_line)
         self.pid: int | None = None
         self.connected = False
+        self.broker: str | None = None
+        """The ``host:port`` the meta-resource last connected to (a node of a cluster)."""
         self.stopping = False
         self._reported: dict[str, Any] = {}
         self._spawns = 0
@@ -160,6 +163,10 @@ class MetaProcess:
             self._last_heartbeat = time.monotonic()
         elif kind in (events.CONNECTED, events.DISCONNECTED):
             self.connected = kind == events.CONNECTED
+            if isinstance(event.get("broker"), str) and event["broker"] != self.broker:
+                self.broker = event["broker"]
+                log.info("meta-resource %s connected to the broker at %s", self.name, self.broker)
+                self.host.meta_moved()
         elif kind == events.REMOTE:
             op, name = str(event.get("op", "")), str(event.get("payload", ""))
             ok, message = self.host.command(op, name) if name else (False, f"{op} needs a resource name as payload")

@@ -295,6 +295,10 @@ class Supervisor:
             tls_insecure=broker.tls_insecure,
         )
 
+    def meta_moved(self) -> None:
+        """The meta-resource connected to another broker node: the document says which."""
+        self._publish_document_soon()
+
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None:
         """The meta-resource saw the bridge change state, or mosquitto's counters move."""
         uplink = self._uplink
@@ -574,6 +578,7 @@ class Supervisor:
             **self._document,
             "meta_pid": self.health.pid,
             "broker_connected": self.broker_reachable(),
+            "broker": self.health.broker,
             "resources": resources,
         }
         if self._uplink is not None:
@@ -651,6 +656,7 @@ class Supervisor:
             "memory": round(memory.percent, 1),
             "memory_available_mb": round(memory.available / 1048576),
             "broker_connected": self.broker_reachable(),
+            "broker": self.health.broker if self.health is not None else None,
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
             **({"uplink": dict(self._uplink)} if self._uplink is not None else {}),
         }
