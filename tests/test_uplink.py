@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.certs import make_tls_files
 
 from hostharness import HostProcess, manifest_text, run_cli
+from sgframework import constants
 from sghost.host.broker import MosquittoBroker, free_port
 from sghost.testing import Recorder
 
@@ -168,3 +170,28 @@ def test_messages_dropped_at_the_queue_bound_are_counted_and_logged(
     status = run_cli("status", "-c", str(tmp_path / "gwd.toml"))
     assert "uplink disconnected" in status.stdout and "dropped 0" not in status.stdout, status.stdout
     local.stop()
+
+
+def test_uplink_over_tls_with_a_client_certificate(tmp_path: Path, host_factory: Callable[..., HostProcess]) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    central = MosquittoBroker(extra_config=files.broker_config(), workdir=tmp_path / "central-tls")
+    central.start()
+    try:
+        text = gateway_manifest(
+            tmp_path, "gwt", central, '[resources.sign]\ntype = "echoer"\n',
+            f'certificate_directory = "{files.client_dir}"\n',
+        )
+        host_factory(text, name="gwt.toml")
+        subscriber = Recorder(central.host, central.port, "gateways/#")
+        directory = files.client_dir
+        subscriber.client.tls_set(
+            ca_certs=str(directory / constants.CA_CERTS),
+            certfile=str(directory / constants.CERTFILE),
+            keyfile=str(directory / constants.KEYFILE),
+        )
+        subscriber.start()
+        subscriber.wait_for("gateways/gwt/resourceavailable/sign/presence", "True", timeout=15)
+        subscriber.wait_for("gateways/gwt/data/gwt/uplink", "connected", timeout=10)
+        subscriber.stop()
+    finally:
+        central.cleanup()
