@@ -10,6 +10,7 @@ from hostharness import run_cli
 from sgframework import App, Resource
 from sgframework.addresses import broker_addresses, parse_address
 from sghost.config.manifest import ManifestError, load_manifest
+from sghost.config.reloadplan import plan_reload
 from sghost.config.uplink import DEFAULT_MAX_QUEUED_MESSAGES, default_state_dir
 from sghost.host import uplinkbridge
 
@@ -125,3 +126,11 @@ def test_status_all_refuses_a_bad_prefix() -> None:
     assert "--prefix 'gateways/#': expected topic levels ending in '/'" in result.stderr
     result = run_cli("status", "--prefix", "gateways/+/")
     assert result.returncode == 2 and "--prefix needs --all" in result.stderr
+
+
+def test_a_changed_uplink_waits_for_the_next_start(tmp_path: Path) -> None:
+    running = load(tmp_path, EMBEDDED + '[uplink]\naddress = "127.0.0.1:1884"\n')
+    new = load(tmp_path, EMBEDDED + '[uplink]\naddress = "127.0.0.1:1885"\n')
+    plan = plan_reload(running, new, {})  # type: ignore[arg-type]
+    assert plan.config.uplink == running.uplink  # type: ignore[attr-defined]
+    assert any(line.startswith("[uplink]") and "next start" in line for line in plan.deferred)
