@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sgframework import constants
+from sgframework.addresses import broker_addresses
 from sgframework.constants import (
     PAYLOAD_FALSE,
     PAYLOAD_TRUE,
@@ -209,7 +210,8 @@ class App:
     information) from any resource. An App has no last will.
 
     :param name: name of the app; for resources also the middle level of their topics.
-    :param host: broker host name.
+    :param host: broker host name; or (an extension) a list of ``"host:port"`` (or ``"host"``,
+        which uses ``port``) tried in turn: on a failed or lost connection the next one is tried.
     :param port: broker port number (an ``int`` or a string such as ``"1883"``).
     :param certificate_directory: directory holding ``CA_CERTS``, ``CERTFILE`` and
         ``KEYFILE`` for mutual TLS, or ``None`` for a plain connection.
@@ -228,13 +230,15 @@ class App:
     def __init__(
         self,
         name: str,
-        host: str,
+        host: str | list[str],
         port: int | str = constants.DEFAULT_PORT,
         certificate_directory: str | None = None,
     ) -> None:
         self.name = validate_name(name, "name")
         self.host = host
         self.port = _parse_port(port)
+        broker_addresses(host, self.port)  # a bad address fails here, not at the first connection
+        self._address_index = 0
         self.certificate_directory = certificate_directory
         self.protocol: int = mqtt.MQTTv31
         self.tls_version: int = ssl.PROTOCOL_TLS_CLIENT
@@ -558,8 +562,26 @@ class App:
             (self.CA_CERTS, self.CERTFILE, self.KEYFILE),
         )
 
+    @property
+    def broker_address(self) -> tuple[str, int]:
+        """The ``(host, port)`` connected to, or tried next (an extension)."""
+        addresses = broker_addresses(self.host, self.port)
+        return addresses[self._address_index % len(addresses)]
+
+    def _use_next_address(self, client: mqtt.Client) -> None:
+        """After a failed or lost connection, point the client at the next address (with several)."""
+        if len(broker_addresses(self.host, self.port)) < 2:
+            return
+        self._address_index += 1
+        host, port = self.broker_address
+        if self._use_threaded_networking:
+            # paho refuses a new host while it is (re)connecting; connect_async is its way to
+            # change it, and loop_forever's next reconnect goes there. loop() names it itself.
+            self._connect_async(client)
+        self.logger.info("Trying the next broker address, %s:%s", host, port)
+
     def _connect_async(self, client: mqtt.Client) -> None:
-        client.connect_async(self.host, self.port, int(self.keepalive), **self._connect_options())
+        client.connect_async(*self.broker_address, int(self.keepalive), **self._connect_options())
 
     def _connect_options(self) -> dict[str, Any]:
         if self.protocol != mqtt.MQTTv5:
@@ -575,9 +597,10 @@ class App:
             time.sleep(min(self.timeout, self._next_loop_connect - now))
             return False
         try:
-            client.connect(self.host, self.port, int(self.keepalive), **self._connect_options())
+            client.connect(*self.broker_address, int(self.keepalive), **self._connect_options())
         except (OSError, ssl.SSLError) as error:
-            self._remember_connect_failure(f"cannot connect to {self.host}:{self.port}: {error}")
+            self._remember_connect_failure(f"cannot connect to {_shown(self.broker_address)}: {error}")
+            self._use_next_address(client)
             self._schedule_loop_reconnect()
             return False
         self._loop_socket_open = True  # on_connect confirms or refutes it on CONNACK
@@ -784,7 +807,7 @@ class App:
             self.last_connection_error = None
             self._connected = True
             self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
-            self.logger.info("Connected to the broker at %s:%s", self.host, self.port)
+            self.logger.info("Connected to the broker at %s", _shown(self.broker_address))
             # With qos 0, on_publish only while the announcements are in flight: paho's
             # per-message callback machinery costs QoS 0 throughput (docs/benchmarks.md).
             client.on_publish = self._on_publish
@@ -800,7 +823,8 @@ class App:
         # paho calls this from inside its ``except OSError`` block: the error is still active.
         error = sys.exc_info()[1]
         detail = f": {error}" if error is not None else ""
-        self._remember_connect_failure(f"cannot connect to {self.host}:{self.port}{detail}")
+        self._remember_connect_failure(f"cannot connect to {_shown(self.broker_address)}{detail}")
+        self._use_next_address(client)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         try:
@@ -823,14 +847,16 @@ class App:
                         "or signed by a CA it does not trust)"
                     )
                     self._remember_connect_failure(
-                        f"the broker at {self.host}:{self.port} closed the connection before accepting it "
+                        f"the broker at {_shown(self.broker_address)} closed the connection before accepting it "
                         f"({reason}); {hint}; see the broker's log"
                     )
                 self._connection_refused = False
                 self._ready.reset()
+                self._use_next_address(client)
                 return
             detail = None if reason == 0 else f"disconnected from the broker: {reason}"
             self._mark_disconnected(detail)
+            self._use_next_address(client)
         except Exception:
             self.logger.exception("Error while handling a disconnection")
 
@@ -988,7 +1014,7 @@ class Resource(App):
     def __init__(
         self,
         name: str,
-        host: str,
+        host: str | list[str],
         port: int | str = constants.DEFAULT_PORT,
         certificate_directory: str | None = None,
     ) -> None:
@@ -1284,6 +1310,10 @@ def create_tls_context(
     if insecure:
         context.check_hostname = False
     return context
+
+
+def _shown(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
 
 
 def _parse_port(port: int | str) -> int:

@@ -39,13 +39,19 @@ class Recorder:
     It uses no sgframework code, so tests observe the broker as any client would.
     """
 
-    def __init__(self, host: str, port: int, topics: str | list[str] = "#", client_id: str = "") -> None:
+    def __init__(
+        self, host: str, port: int, topics: str | list[str] = "#", client_id: str = "", clean_session: bool = True
+    ) -> None:
+        """``clean_session=False`` (with a ``client_id``) keeps the subscription and queue across broker restarts."""
         self.host, self.port = host, port
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.messages: list[Received] = []
         self._changed = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=clean_session
+        )
+        self.client.reconnect_delay_set(0.2, 1)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message

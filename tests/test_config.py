@@ -26,6 +26,9 @@ from sghost.config.suggest import close_matches, did_you_mean
 TYPES = ("taxisign", "camera")
 
 
+ALL_TABLES = "[host], [broker], [uplink], [defaults], [resources], [homeassistant], [metrics], [hooks]"
+BAD_HOST = 'broker.host: got 5 (an integer); expected a host name or a non-empty array of "host:port"'
+
 def write(tmp_path: Path, text: str, name: str = "hostconfig.toml") -> Path:
     """Write a manifest into tmp_path and return its path."""
     path = tmp_path / name
@@ -299,10 +302,8 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
         ("[broker]\nprot = 1\n", 'broker.prot: unknown key; did you mean "port"?'),
         ("[defaults]\nmax_restart = 1\n", 'defaults.max_restart: unknown key; did you mean "max_restarts"?'),
         ("[resource.a]\ntype = 't'\n", 'resource: unknown table; did you mean "resources"?'),
-        ("[zzz]\n", "zzz: unknown table; expected one of the tables [host], [broker], [defaults], [resources], "
-         "[homeassistant], [metrics], [hooks]"),
-        ("name = 'x'\n", "name: unknown key; expected one of the tables [host], [broker], [defaults], [resources], "
-         "[homeassistant], [metrics], [hooks]"),
+        ("[zzz]\n", "zzz: unknown table; expected one of the tables " + ALL_TABLES),
+        ("name = 'x'\n", "name: unknown key; expected one of the tables " + ALL_TABLES),
         (
             '[broker]\nprotocol = "mqttv5"\n',
             'broker.protocol: "mqttv5" is not an MQTT protocol version; '
@@ -334,7 +335,7 @@ def test_unknown_key_without_close_match_lists_the_allowed_keys(tmp_path: Path) 
         ("[host]\nhealth_interval = true\n", "host.health_interval: got true (a boolean); expected a number > 0"),
         ("[host]\nremote_control = 1\n", "host.remote_control: got 1 (an integer); expected true or false"),
         ("[host]\nremote_control = 'yes'\n", 'host.remote_control: got "yes" (a string); expected true or false'),
-        ("[broker]\nhost = 5\n", "broker.host: got 5 (an integer); expected a string"),
+        ("[broker]\nhost = 5\n", BAD_HOST),
         ("[broker]\nhost = ''\n", "broker.host: empty string; expected a non-empty string"),
         ("[broker]\nport = true\n", "broker.port: got true (a boolean); expected an integer from 1 to 65535"),
         ("[broker]\nport = 1883.0\n", "broker.port: got 1883.0 (a float); expected an integer from 1 to 65535"),
@@ -727,7 +728,9 @@ def test_example_manifest_loads_and_documents_every_key(tmp_path: Path) -> None:
     for key, shown in re.findall(r"^# (\w+) = (\S+)", text, flags=re.MULTILINE):
         documented.setdefault(key, shown)  # the first occurrence: resource tables show overrides
     sections: list[tuple[Any, tuple[str, ...]]] = [
-        (HostConfig, ("path", "broker", "defaults", "resources", "warnings", "homeassistant", "metrics", "hooks")),
+        (HostConfig, (
+            "path", "broker", "defaults", "resources", "warnings", "uplink", "homeassistant", "metrics", "hooks",
+        )),
         (HomeAssistantConfig, ()),
         (MetricsConfig, ()),
         (BrokerConfig, ()),

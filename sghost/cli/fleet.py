@@ -58,10 +58,19 @@ def parse_broker(value: str) -> tuple[str, int]:
     return host, port
 
 
-def _name(topic: str, prefix: str, suffix: str) -> str | None:
+def check_prefix(prefix: str) -> str:
+    """A ``--prefix`` as given (``gateways/+/``): levels ending in ``/``, ``+`` allowed, no ``#``."""
+    if prefix and (not prefix.endswith("/") or "#" in prefix or prefix.startswith("/")):
+        raise ValueError(f"{prefix!r}: expected topic levels ending in '/', e.g. 'gateways/+/' ('+' matches one)")
+    return prefix
+
+
+def _name(topic: str, kind: str, suffix: str, prefix_levels: int = 0) -> str | None:
+    """The host of ``<prefix><kind>/<host>/<suffix>``; with a prefix, shown as ``<actual prefix><host>``."""
     parts = topic.split("/")
-    if len(parts) == 3 and parts[0] == prefix and parts[2] == suffix:
-        return parts[1]
+    head, parts = parts[:prefix_levels], parts[prefix_levels:]
+    if len(parts) == 3 and parts[0] == kind and parts[2] == suffix:
+        return "".join(level + "/" for level in head) + parts[1]
     return None
 
 
@@ -86,7 +95,9 @@ class _Collector:
     retained messages back behind that acknowledgement.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.prefix_levels = prefix.count("/")
         self.health: dict[str, dict[str, Any]] = {}
         self.presence: dict[str, str] = {}
         self.connect_error: str | None = None
@@ -99,7 +110,7 @@ class _Collector:
         if reason.is_failure:
             self.connect_error = f"the broker refused the connection: {reason}"
             return
-        client.subscribe([(HEALTH_TOPIC, 0), (PRESENCE_TOPIC, 0)])
+        client.subscribe([(self.prefix + HEALTH_TOPIC, 0), (self.prefix + PRESENCE_TOPIC, 0)])
 
     def on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, props: object) -> None:
         if mid == self.marker_mid:
@@ -115,7 +126,7 @@ class _Collector:
 
     def on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.last_message = time.monotonic()
-        host = _name(message.topic, "data", "health")
+        host = _name(message.topic, "data", "health", self.prefix_levels)
         if host is not None:
             document = _health(message.payload)
             if document is None:
@@ -123,7 +134,7 @@ class _Collector:
             else:
                 self.health[host] = document
             return
-        name = _name(message.topic, "resourceavailable", "presence")
+        name = _name(message.topic, "resourceavailable", "presence", self.prefix_levels)
         if name is not None:
             self.presence[name] = message.payload.decode("utf-8", errors="replace")
 
@@ -138,6 +149,7 @@ def collect_fleet(
     tls_context: ssl.SSLContext | None = None,
     username: str | None = None,
     password: str | None = None,
+    prefix: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Every sghost host whose retained health the broker at ``host:port`` holds.
 
@@ -146,12 +158,14 @@ def collect_fleet(
 
     Returns ``{host_name: {"presence": "True" | "False" | None, "health": dict}}``;
     only names with a health document count (a plain resource's presence is not a host).
+    ``prefix`` (e.g. ``gateways/+/``, where uplinks put their gateways on a central broker)
+    is put before every topic; each host is then named ``<its prefix><host name>``.
     Collection ends once the broker has sent every retained message of the
     subscription (see :class:`_Collector`), or after ``timeout`` seconds. Raises
     FleetError when the broker cannot be reached, refuses, or does not
     acknowledge the subscription within ``timeout``.
     """
-    collector = _Collector()
+    collector = _Collector(check_prefix(prefix))
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     client.on_connect = collector.on_connect
     client.on_subscribe = collector.on_subscribe
@@ -230,4 +244,4 @@ def format_fleet(fleet: Mapping[str, Mapping[str, Any]]) -> str:
     return format_table(FLEET_COLUMNS, rows)
 
 
-__all__ = ["FleetError", "collect_fleet", "format_fleet", "parse_broker"]
+__all__ = ["FleetError", "check_prefix", "collect_fleet", "format_fleet", "parse_broker"]

@@ -94,6 +94,10 @@ def _add_control_commands(commands: Any) -> None:
         help="with --broker and --username: a file (mode 0600) holding the password",
     )
     status.add_argument(
+        "--prefix", default="", metavar="PREFIX",
+        help="with --all: the topic prefix the gateways' uplinks use on that broker, e.g. 'gateways/+/'",
+    )
+    status.add_argument(
         "--timeout", type=float, default=5.0, metavar="S",
         help="seconds to wait for the host or the broker (default: 5)",
     )
@@ -120,7 +124,7 @@ def _status(args: argparse.Namespace) -> int:
 
     if args.all:
         return _fleet_status(args)
-    needs_all = (["--broker"] if args.broker else []) + _credential_flags(args)
+    needs_all = (["--broker"] if args.broker else []) + (["--prefix"] if args.prefix else []) + _credential_flags(args)
     if needs_all:
         print(f"sghost status: {_requires(needs_all, '--all')}", file=sys.stderr)
         return EXIT_CONFIG
@@ -146,8 +150,14 @@ def _status(args: argparse.Namespace) -> int:
 def _fleet_status(args: argparse.Namespace) -> int:
     import json
 
-    from sghost.cli.fleet import FleetError, collect_fleet, format_fleet, parse_broker
+    from sgframework.addresses import broker_addresses
+    from sghost.cli.fleet import FleetError, check_prefix, collect_fleet, format_fleet, parse_broker
 
+    try:
+        check_prefix(args.prefix)
+    except ValueError as error:
+        print(f"sghost status: --prefix {error}", file=sys.stderr)
+        return EXIT_CONFIG
     credentials: dict[str, Any] = {}
     credential_flags = _credential_flags(args)
     if args.broker:
@@ -171,10 +181,10 @@ def _fleet_status(args: argparse.Namespace) -> int:
         except ManifestError as error:
             print(f"sghost status --all: give --broker HOST[:PORT], or a valid manifest:\n{error}", file=sys.stderr)
             return EXIT_CONFIG
-        host, port = broker.host, broker.port
+        host, port = broker_addresses(broker.host, broker.port)[0]
         credentials = _broker_credentials(broker)
     try:
-        fleet = collect_fleet(host, port, timeout=args.timeout, **credentials)
+        fleet = collect_fleet(host, port, timeout=args.timeout, prefix=args.prefix, **credentials)
     except (FleetError, OSError) as error:
         print(f"sghost status --all: {error}", file=sys.stderr)
         return EXIT_FAILURE

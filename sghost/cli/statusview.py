@@ -6,7 +6,7 @@ of the retained ``data/<host>/health``)::
     {"host": str, "version": str, "pid": int, "manifest": str, "uptime": int,
      "cpu": float, "memory": float, "memory_available_mb": int, "broker_connected": bool,
      "resources": {name: {"state", "restarts", "pid", "uptime", "cpu", "memory", "error",
-                          "dropped", "refused", "queued", "connected",
+                          "dropped", "refused", "queued", "connected", "broker",
                           "waiting_for", "last_stderr" (control socket only)}}}
 
 Missing keys are shown as ``-``, so documents of older or newer versions still print.
@@ -14,6 +14,7 @@ Missing keys are shown as ``-``, so documents of older or newer versions still p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,6 +138,17 @@ def format_header(snapshot: Mapping[str, Any]) -> str:
     )
 
 
+def format_uplink(uplink: Mapping[str, Any]) -> str:
+    """``uplink connected since 12:03:04 UTC  queued 0  dropped 0``."""
+    since = uplink.get("since")
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(since)) if _number(since) is not None else NONE
+    queued, dropped = uplink.get("queued"), uplink.get("dropped")
+    return (
+        f"uplink {uplink.get('state', NONE)} since {when}  queued {NONE if queued is None else queued}  "
+        f"dropped {NONE if dropped is None else dropped}"
+    )
+
+
 def format_status(snapshot: Mapping[str, Any]) -> str:
     """The header line, then one table row per resource (in the manifest's order)."""
     resources = _resources(snapshot)
@@ -146,6 +158,9 @@ def format_status(snapshot: Mapping[str, Any]) -> str:
     lines = [format_header(snapshot)]
     if snapshot.get("manifest"):
         lines.append(f"manifest {snapshot['manifest']}")
+    uplink = snapshot.get("uplink")
+    if isinstance(uplink, Mapping):
+        lines.append(format_uplink(uplink))
     lines.append("")
     lines.append(format_table(STATUS_COLUMNS, rows) if rows else "(no resources)")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 from sgframework import constants
+from sgframework.addresses import parse_address
 from sgframework.topics import validate_name
 from sghost.config import dependencies, environment
 from sghost.config.identities import review as review_identities
@@ -43,9 +44,11 @@ RESTART_CHOICES = ("always", "on-failure", "never")
 """The values of ``restart``."""
 PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
 """The values of ``[broker] protocol``."""
+BROKER_KINDS = ("mqtt", "nats")
+"""The values of ``[broker] kind``: a complete MQTT broker, or nats-server's MQTT listener (docs/cluster.md)."""
 CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
 """The files a ``certificate_directory`` must hold."""
-TABLES = ("host", "broker", "defaults", "resources", *INTEGRATION_TABLES)
+TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES)
 """The top-level tables of a manifest."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 """The broker hosts allowed with ``embedded = true`` (the embedded broker listens on loopback only)."""
@@ -90,9 +93,11 @@ class BrokerConfig:
     when connecting, so it appears in no repr, log or health report.
     """
 
-    host: str = "localhost"
+    host: str | tuple[str, ...] = "localhost"
+    """One host name, or several ``host:port`` tried in turn (a broker cluster)."""
     port: int = constants.DEFAULT_PORT
     embedded: bool = False
+    kind: str = "mqtt"
     certificate_directory: Path | None = None
     username: str | None = None
     password_file: Path | None = None
@@ -175,6 +180,8 @@ class HostConfig:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    uplink: Any = None
+    """The ``[uplink]`` table (:class:`sghost.config.uplink.UplinkConfig`), or None without one."""
 
 
 # ---------------------------------------------------------------------------
@@ -470,8 +477,23 @@ _HOST_SPECS: dict[str, Parser] = {
     "runtime_dir": _path,
 }
 
+def _broker_hosts(problems: _Problems, keypath: str, value: Any) -> Any:
+    """Parse one host name, or an array of ``host:port`` (a cluster, tried in turn)."""
+    if isinstance(value, str):
+        return _string(problems, keypath, value)
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        return problems.wrong_type(keypath, value, 'a host name or a non-empty array of "host:port"')
+    for item in value:
+        try:
+            parse_address(item, constants.DEFAULT_PORT)
+        except ValueError as error:
+            return problems.add(keypath, f"{error}; expected \"host:port\"")
+    return tuple(value)
+
+
 _BROKER_SPECS: dict[str, Parser] = {
-    "host": _string,
+    "host": _broker_hosts,
+    "kind": _choice("a broker kind", BROKER_KINDS),
     "port": _integer(1, 65535),
     "embedded": _boolean,
     "certificate_directory": _path,
@@ -540,7 +562,7 @@ def _read_broker(problems: _Problems, table: Mapping[str, Any]) -> BrokerConfig:
         if "username" not in table:
             problems.add("broker.password_file", "set without broker.username; expected broker.username as well")
     broker = BrokerConfig(**values)
-    if broker.embedded and broker.host not in LOOPBACK_HOSTS:
+    if broker.embedded and (not isinstance(broker.host, str) or broker.host not in LOOPBACK_HOSTS):
         problems.add(
             "broker.host",
             f"{_show(broker.host)} with embedded = true; expected one of "
@@ -784,6 +806,11 @@ def load_manifest(
     own_keys = {name: set(resource.table) for name, resource in resources.items()}
     for finding in review_identities(context.host_name, broker, resources, _key, own_keys.__getitem__):
         (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
+
+    from sghost.config import brokerkind, uplink  # import here: they use this module's parsers
+
+    uplink_config = uplink.read_uplink(problems, sections["uplink"], context.host_name, broker.embedded)
+    brokerkind.check(problems, broker, context.host_name, resources)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
     return HostConfig(
@@ -793,6 +820,7 @@ def load_manifest(
         resources=resources,
         warnings=tuple(problems.warnings),
         **integrations,
+        uplink=uplink_config,
         **host,
     )
 
@@ -815,8 +843,9 @@ _EXAMPLE = """\
 # runtime_dir = "run"           # (unset by default: chosen by sghost) control socket and state
 
 [broker]
-# host = "localhost"
+# host = "localhost"           # or a cluster: ["node1:1883", "node2:1883"], tried in turn
 # port = 1883
+# kind = "mqtt"                 # "mqtt" | "nats" (nats-server's MQTT listener: docs/cluster.md)
 {embedded}# embedded = false              # true: start a local broker for this host (loopback only)
 # certificate_directory = "certs"  # (unset by default) TLS: holds {certificate_files}
 # username = "gateway"          # (unset by default)
@@ -826,6 +855,10 @@ _EXAMPLE = """\
 # protocol = "MQTTv311"         # "MQTTv31" | "MQTTv311" | "MQTTv5"
 # tls_insecure = false          # true: do not check that the broker's certificate names host (testing only)
 # require_resource_identity = false  # true: under TLS, a resource without its own certificate_directory is an error
+
+# [uplink]                      # (off by default) bridge the embedded broker to a central one (docs/manifest.md)
+# address = "central.example.com:8883"
+# remote_prefix = "gateways/<host name>/"
 
 [defaults]                      # restart policy for every resource; each may override under its own table
 # restart = "always"            # "always" | "on-failure" | "never"

@@ -64,6 +64,9 @@ def _defer_what_needs_a_restart(running: HostConfig, new: HostConfig) -> tuple[H
     if new.runtime_dir != running.runtime_dir:
         deferred.append("[host] runtime_dir: the control socket moves at the next start of sghost")
         effective = dataclasses.replace(effective, runtime_dir=running.runtime_dir)
+    if new.uplink != running.uplink:
+        deferred.append("[uplink]: the bridge is part of the embedded broker; it changes at the next start of sghost")
+        effective = dataclasses.replace(effective, uplink=running.uplink)
     if _moves_embedded_broker(running.broker, new.broker):
         deferred.append(
             "[broker] embedded / port: the embedded broker is started and stopped with sghost; "

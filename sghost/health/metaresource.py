@@ -29,6 +29,7 @@ from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
 from sghost.health.homeassistant import Discovery, Gateway, ResourceInfo
+from sghost.health.uplinkstate import UplinkWatch
 from sghost.process import events
 from sghost.process.child import build_resource
 from sghost.process.lines import LineSplitter
@@ -128,6 +129,10 @@ class HealthPublisher:
         else:
             discovery.disconnected()
 
+    def send_value(self, signal: str, payload: str) -> None:
+        """Publish one retained data value of the meta-resource (only when it changed)."""
+        self._send(signal, payload)
+
     def _send(self, signal: str, payload: str) -> None:
         if self._sent.get(signal) == payload:
             return
@@ -222,9 +227,17 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
     bridge = RemoteBridge(channel)
     for op in spec.commands:
         publisher.add_command(op, bridge.ask)
+    uplink = _uplink_watch(spec, publisher, channel)
 
-    def connection_changed(_resource: Any, connected: bool) -> None:
-        channel.send(events.CONNECTED if connected else events.DISCONNECTED)
+    def connection_changed(_resource: Resource, connected: bool) -> None:
+        if connected and uplink is not None and publisher.resource.mqttclient is not None:
+            uplink.attach(publisher.resource.mqttclient)
+            uplink.subscribe(publisher.resource.mqttclient)
+        if connected:
+            host, port = publisher.resource.broker_address
+            channel.send(events.CONNECTED, broker=f"{host}:{port}")
+        else:
+            channel.send(events.DISCONNECTED)
         publisher.connection_changed(connected)
 
     publisher.resource.on_broker_connectionstatus_info = connection_changed
@@ -239,6 +252,8 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
             if now >= next_heartbeat:
                 channel.send(events.HEARTBEAT)
                 next_heartbeat = now + HEARTBEAT_INTERVAL
+            if uplink is not None:
+                uplink.poll()
             error = publisher.resource.last_connection_error
             if error is not None and error != reported_error:
                 reported_error = error
@@ -255,3 +270,14 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
                     stopping.set()
     publisher.stop()
     return 0
+
+
+def _uplink_watch(spec: ChildSpec, publisher: HealthPublisher, channel: events.EventWriter) -> UplinkWatch | None:
+    """With an [uplink]: follow the bridge's state and counters on the embedded broker."""
+    if not spec.uplink_topics:
+        return None
+
+    def report(state: str, queued: int | None, dropped: int | None) -> None:
+        channel.send(events.UPLINK, state=state, queued=queued, dropped=dropped)
+
+    return UplinkWatch(spec.uplink_topics, publisher.send_value, report)

@@ -37,6 +37,10 @@ HEARTBEAT_TIMEOUT = 10.0
 log = logging.getLogger("sghost")
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def worth_reporting(field: str, reported: Any, value: Any) -> bool:
     """Whether ``value`` moved far enough from the ``reported`` one to be sent; dead bands keep an idle host quiet."""
     if reported is None or type(reported) is not type(value) or not isinstance(value, int | float):
@@ -63,6 +67,8 @@ class MetaHost(PipeHost, Protocol):
     def command(self, op: str, name: str) -> tuple[bool, str]: ...
     def meta_spawned(self, restarted: bool) -> None: ...
     def meta_stopped(self) -> None: ...
+    def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
+    def meta_moved(self) -> None: ...
 
 
 class MetaProcess:
@@ -75,6 +81,8 @@ class MetaProcess:
         self.pipes = ChildPipes(host, self.event, self.output_line)
         self.pid: int | None = None
         self.connected = False
+        self.broker: str | None = None
+        """The ``host:port`` the meta-resource last connected to (a node of a cluster)."""
         self.stopping = False
         self._reported: dict[str, Any] = {}
         self._spawns = 0
@@ -155,11 +163,18 @@ class MetaProcess:
             self._last_heartbeat = time.monotonic()
         elif kind in (events.CONNECTED, events.DISCONNECTED):
             self.connected = kind == events.CONNECTED
+            if isinstance(event.get("broker"), str) and event["broker"] != self.broker:
+                self.broker = event["broker"]
+                log.info("meta-resource %s connected to the broker at %s", self.name, self.broker)
+                self.host.meta_moved()
         elif kind == events.REMOTE:
             op, name = str(event.get("op", "")), str(event.get("payload", ""))
             ok, message = self.host.command(op, name) if name else (False, f"{op} needs a resource name as payload")
             log.info("remote control: %s %r -> %s", op, name, message)
             self._send({"op": "answer", "id": event.get("id"), "text": message if ok else f"error: {message}"})
+        elif kind == events.UPLINK:
+            queued, dropped = event.get("queued"), event.get("dropped")
+            self.host.uplink_changed(str(event.get("state")), _count(queued), _count(dropped))
         elif kind == events.CONNECT_ERROR:
             log.warning("meta-resource %s: %s", self.name, event.get("text"))
 

@@ -24,6 +24,12 @@ INSTALL_HINT = (
 )
 
 
+UPLINK_HINT = (
+    "[uplink] needs mosquitto as the embedded broker (it is the bridge): install mosquitto "
+    "(Debian/Raspberry Pi OS: 'apt-get install mosquitto'), or remove [uplink]"
+)
+
+
 class BrokerError(RuntimeError):
     """The broker could not be started."""
 
@@ -102,10 +108,12 @@ class MosquittoBroker:
         return self.process.pid if self.process else None
 
     def config_text(self) -> str:
+        has_persistence = any(line.startswith("persistence ") for line in self.extra_config)
+        persistence = [] if has_persistence else ["persistence false"]
         lines = [
             "per_listener_settings false",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-            "persistence false",
+            *persistence,
             f"log_dest file {self.log_path}",
             "log_type all",
             "connection_messages true",
@@ -121,6 +129,7 @@ class MosquittoBroker:
         if self.process is not None and self.process.poll() is None:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.touch(mode=0o600)  # it may hold the uplink's password
         self.config_path.write_text(self.config_text())
         self.process = subprocess.Popen(
             [self.executable, "-c", str(self.config_path)],
@@ -251,7 +260,12 @@ class EmbeddedBroker:
         port: int,
         workdir: str | os.PathLike[str] | None = None,
         candidates: tuple[str, ...] = ("mosquitto", "amqtt"),
+        extra_config: list[str] | None = None,
     ) -> None:
+        self.extra_config = list(extra_config or [])
+        """mosquitto configuration lines (the uplink's bridge); only mosquitto is tried when set."""
+        if self.extra_config:
+            candidates = ("mosquitto",)
         self.port = port
         self.host = LOOPBACK
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sghost-embedded-"))
@@ -267,14 +281,15 @@ class EmbeddedBroker:
             )
         for candidate in self.candidates:
             if candidate == "mosquitto" and find_mosquitto() is not None:
-                self._impl, self.kind = MosquittoBroker(self.port, workdir=self.workdir), "mosquitto"
+                broker = MosquittoBroker(self.port, extra_config=self.extra_config, workdir=self.workdir)
+                self._impl, self.kind = broker, "mosquitto"
                 break
             amqtt = find_amqtt() if candidate == "amqtt" else None
             if amqtt is not None:
                 self._impl, self.kind = AmqttBroker(amqtt, self.port, self.workdir), "amqtt"
                 break
         else:
-            raise BrokerError(INSTALL_HINT)
+            raise BrokerError(UPLINK_HINT if self.extra_config else INSTALL_HINT)
         self._impl.start()
 
     def stop(self) -> None:

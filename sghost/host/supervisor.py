@@ -29,7 +29,7 @@ from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, Reso
 from sghost.config.reloadplan import plan_reload
 from sghost.health import metrics
 from sghost.health.reporting import MetaProcess
-from sghost.host import systemd
+from sghost.host import systemd, uplinkbridge
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.host.hooks import HookRunner
@@ -54,8 +54,10 @@ STATE_FIELDS = ("state", "restarts", "pid", "error", "waiting_for")
 DOCUMENT_DELAY = 0.05
 """Seconds by which state changes are gathered into one new ``health`` document."""
 SAMPLED_FIELDS = ("uptime", "cpu", "memory")
-DOCUMENT_ONLY = ("connected", "queued")
+DOCUMENT_ONLY = ("connected", "queued", "broker")
 """In a resource's entry of the health document, but not published as ``<res>_<field>`` topics."""
+UPLINK_DROP_WARNING_INTERVAL = 60.0
+"""Seconds between warnings about messages the uplink's queue bound dropped."""
 EXIT_OK = 0
 EXIT_FAILURE = 1
 RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta"}
@@ -64,7 +66,7 @@ RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.meta
 
 @dataclass(frozen=True)
 class BrokerAddress:
-    host: str
+    host: str | tuple[str, ...]
     port: int
     protocol: str
 
@@ -105,6 +107,10 @@ class Supervisor:
         self._metrics_error: str | None = None
         self._discovery_on = False
         self.hooks = HookRunner(config.hooks, config.name, self.timers)
+        self._uplink: dict[str, Any] | None = None
+        if config.uplink is not None:
+            self._uplink = {"state": "disconnected", "since": round(time.time()), "queued": None, "dropped": 0}
+        self._uplink_drop_warned = 0.0
 
     # ------------------------------------------------------------------ run
 
@@ -131,7 +137,7 @@ class Supervisor:
             self._add_watcher(config)
         log.info(
             "sghost %s: host %r, %d resource(s), broker %s:%s",
-            __version__, self.config.name, len(self.watchers), self._address.host, self._address.port,
+            __version__, self.config.name, len(self.watchers), _shown_host(self._address.host), self._address.port,
         )
         self._publish_all()
         self._next_health = time.monotonic() + self.config.health_interval
@@ -250,10 +256,20 @@ class Supervisor:
     def _start_broker(self) -> BrokerAddress:
         broker = self.config.broker
         if broker.embedded:
-            self._broker = EmbeddedBroker(broker.port, workdir=None)
+            self._broker = EmbeddedBroker(broker.port, workdir=None, extra_config=self._uplink_lines())
             self._broker.start()
             log.info("embedded broker (%s) on %s:%d", self._broker.kind, self._broker.host, self._broker.port)
         return self._address_for(broker)
+
+    def _uplink_lines(self) -> list[str]:
+        if self.config.uplink is None:
+            return []
+        uplink = self.config.uplink
+        log.info(
+            "uplink to %s under %s (queued in %s)",
+            ", ".join(f"{h}:{p}" for h, p in uplink.addresses), uplink.remote_prefix, uplink.state_dir,
+        )
+        return uplinkbridge.config_lines(uplink, self.config.name)
 
     def _address_for(self, broker: BrokerConfig) -> BrokerAddress:
         """Where resources connect: the manifest's broker, or the embedded one (amqtt speaks MQTT 3.1.1 only)."""
@@ -265,7 +281,10 @@ class Supervisor:
     def _spec_for_host(self) -> ChildSpec:
         spec = self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
         commands = COMMANDS if self.config.remote_control else ()
-        return dataclasses.replace(spec, role=META, commands=commands)
+        uplink_topics: tuple[str, ...] = ()
+        if self._uplink is not None:
+            uplink_topics = (uplinkbridge.state_topic(self.config.name), *uplinkbridge.SYS_QUEUED_TOPICS)
+        return dataclasses.replace(spec, role=META, commands=commands, uplink_topics=uplink_topics)
 
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
         certificates = config.certificate_directory or self.config.broker.certificate_directory
@@ -302,6 +321,29 @@ class Supervisor:
 
     def output_line(self, watcher: Watcher, stream: str, line: str) -> None:
         self.logbook.add(watcher.name, stream, line)
+
+    def meta_moved(self) -> None:
+        """The meta-resource connected to another broker node: the document says which."""
+        self._publish_document_soon()
+
+    def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None:
+        """The meta-resource saw the bridge change state, or mosquitto's counters move."""
+        uplink = self._uplink
+        if uplink is None:
+            return
+        if state != uplink["state"]:
+            log.log(logging.INFO if state == "connected" else logging.WARNING, "uplink %s", state)
+            uplink.update(state=state, since=round(time.time()))
+            self._publish_document_soon()
+        if dropped is not None and dropped > (uplink["dropped"] or 0):
+            now = time.monotonic()
+            if now - self._uplink_drop_warned >= UPLINK_DROP_WARNING_INTERVAL:
+                self._uplink_drop_warned = now
+                log.warning(
+                    "uplink: the embedded broker has dropped %d message(s) at its queue bound "
+                    "([uplink] max_queued_messages / max_queued_bytes)", dropped,
+                )
+        uplink.update(queued=queued, dropped=dropped if dropped is not None else uplink["dropped"])
 
     def broker_reachable(self) -> bool:
         return self.health is not None and self.health.is_connected()
@@ -611,8 +653,11 @@ class Supervisor:
             **self._document,
             "meta_pid": self.health.pid,
             "broker_connected": self.broker_reachable(),
+            "broker": self.health.broker,
             "resources": resources,
         }
+        if self._uplink is not None:
+            document["uplink"] = dict(self._uplink)
         self._document = document
         self.health.publish_health(document)
 
@@ -673,6 +718,7 @@ class Supervisor:
             "queued": watcher.queued,
             "connected": watcher.connected,
             "waiting_for": list(watcher.waiting_for) if watcher.state == WAITING else [],
+            "broker": watcher.broker,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -689,7 +735,9 @@ class Supervisor:
             "memory": round(memory.percent, 1),
             "memory_available_mb": round(memory.available / 1048576),
             "broker_connected": self.broker_reachable(),
+            "broker": self.health.broker if self.health is not None else None,
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
+            **({"uplink": dict(self._uplink)} if self._uplink is not None else {}),
         }
         document[metrics.PROCESSES] = {
             name: figures for name, w in self.watchers.items() if (figures := self._process_figures(w)) is not None
@@ -774,6 +822,10 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
     fields["error"] = values["error"] or "none"
     fields["waiting_for"] = ",".join(values.get("waiting_for") or []) or "none"
     return fields
+
+
+def _shown_host(host: str | tuple[str, ...]) -> str:
+    return host if isinstance(host, str) else "[" + ", ".join(host) + "]"
 
 
 def _wait_for_exit(pid: int, timeout: float) -> None:

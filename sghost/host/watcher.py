@@ -63,6 +63,7 @@ class Watcher:
         self.announced: list[str] = []
         self.last_heartbeat = 0.0
         self.connected = False
+        self.broker: str | None = None
         self.pipes = ChildPipes(host, self.event, self.output_line)
         self._timer: Timer | None = None
         self._stop_wanted = False
@@ -194,6 +195,9 @@ class Watcher:
             self._become_running_if_ready()
         elif kind == events.CONNECTED:
             self.connected = True
+            if isinstance(event.get("broker"), str):
+                self.broker = event["broker"]  # with a broker cluster: the node it is connected to
+                log.info("[%s] connected to the broker at %s", self.name, self.broker)
             self.host.state_changed(self)
         elif kind == events.DISCONNECTED:
             self.connected = False
@@ -225,6 +229,7 @@ class Watcher:
         self.connected = False
         self._count_ended_process()
         self._cancel_ready_timer()
+        self.broker = None
         if self.announced:
             self.host.capabilities_lost(self, self.announced)
         self._after_end(status, ran_for)

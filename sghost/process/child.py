@@ -178,20 +178,36 @@ class _ConnectionReporter:
         self.reported_error: str | None = None
 
     def status_changed(self, resource: Resource, connected: bool) -> None:
-        self.channel.send(events.CONNECTED if connected else events.DISCONNECTED)
+        if connected:
+            host, port = resource.broker_address
+            self.channel.send(events.CONNECTED, broker=f"{host}:{port}")
+        else:
+            self.channel.send(events.DISCONNECTED)
 
     def check_refused(self, resource: Resource) -> bool:
         error = resource.last_connection_error
         if error is None or error == self.reported_error:
             return False
         self.reported_error = error
-        refused = error.startswith("the broker refused") or _is_tls_failure(error)
+        refused = (error.startswith("the broker refused") and not _is_transient(error)) or (
+            resource.certificate_directory is not None and _is_tls_failure(error)
+        )
         self.channel.send(events.CONNECT_ERROR, text=error, refused=refused)
         return refused
 
 
+def _is_transient(error: str) -> bool:
+    """A refusal that retrying heals: a cluster node that is recovering answers "Server unavailable" or "busy"."""
+    lowered = error.lower()
+    return "unavailable" in lowered or "busy" in lowered
+
+
 def _is_tls_failure(error: str) -> bool:
-    """A failed TLS handshake (bad, unknown or expired certificate) does not heal by retrying."""
+    """A failed TLS handshake (bad, unknown or expired certificate) does not heal by retrying.
+
+    Only asked with TLS on: without it, "closed the connection before accepting it" (whose
+    hint names certificate_directory) is a node that hung up, e.g. a recovering cluster node.
+    """
     return "SSL" in error or "certificate" in error.lower()
 
 

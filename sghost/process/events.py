@@ -7,7 +7,8 @@ Kinds: ``ready`` (setup done, ``topics`` = announced capability topics),
 counters since its process started, sent when they change), ``ready_signal``
 (the plugin called ``context.ready()``; ``ready`` carries ``signal: true``
 when the type waits for it); from the
-meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command).
+meta-resource only, ``remote`` (``id``, ``op``, ``payload``: a remote-control command) and
+``uplink`` (``state``, ``queued``, ``dropped``: the bridge to the central broker).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PLUGIN_ERROR = "plugin_error"
 COUNTERS = "counters"
 REMOTE = "remote"
 READY_SIGNAL = "ready_signal"
+UPLINK = "uplink"
 
 
 class EventWriter:

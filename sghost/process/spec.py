@@ -17,7 +17,8 @@ class ChildSpec:
     name: str
     type_name: str
     settings: dict[str, Any]
-    host: str
+    host: str | tuple[str, ...]
+    """One broker host name, or several ``host:port`` of a cluster, tried in turn."""
     port: int
     certificate_directory: str | None = None
     protocol: str = "MQTTv311"
@@ -31,6 +32,8 @@ class ChildSpec:
     """``resource``, or ``meta`` for sghost's own meta-resource process."""
     commands: tuple[str, ...] = ()
     """For the meta-resource: the remote-control commands it accepts."""
+    uplink_topics: tuple[str, ...] = ()
+    """For the meta-resource: the bridge's local notification topic, then mosquitto's $SYS counters."""
     watchdog: float = 0.0
     """The supervisor's watchdog for this resource; heartbeats are sent only when it is on."""
     environment: dict[str, str] = field(default_factory=dict, repr=False)
