@@ -837,7 +837,7 @@ class App:
                 alert = self._tls_alerts.take() or self._probe_tls_alert()
                 if alert is not None and not self._connection_refused:
                     self._remember_connect_failure(
-                        f"the broker at {self.host}:{self.port} refused the TLS handshake: {alert}"
+                        f"the broker at {_shown(self.broker_address)} refused the TLS handshake: {alert}"
                     )
                 elif not self._connection_refused:
                     hint = (
@@ -869,10 +869,11 @@ class App:
         """
         if self.certificate_directory is None:
             return None
+        host, port = self.broker_address  # with a list of brokers, the one that refused
         try:
             context = self._create_tls_context()
-            with socket.create_connection((self.host, self.port), timeout=_ALERT_PROBE_TIMEOUT) as raw, \
-                    context.wrap_socket(raw, server_hostname=self.host) as tls:
+            with socket.create_connection((host, port), timeout=_ALERT_PROBE_TIMEOUT) as raw, \
+                    context.wrap_socket(raw, server_hostname=host) as tls:
                 tls.recv(1)
         except ssl.SSLError as error:
             return describe_tls_alert(error)

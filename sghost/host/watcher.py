@@ -298,13 +298,20 @@ class Watcher:
 
     def _start_ready_timer(self) -> None:
         limit = self.config.policy.ready_timeout
-        pid = self.pid
-        remaining = max(0.0, limit - (time.monotonic() - self.started_at))
+        spawn = self.spawns
+        # The child's first events may be read before the zygote's "spawned" (two pipes): then
+        # there is no pid nor start time of this process yet, and the limit counts from now.
+        started = self.started_at if self.pid is not None else time.monotonic()
+        remaining = max(0.0, limit - (time.monotonic() - started))
 
         def expire() -> None:
             self._ready_timer = None
-            if self.pid == pid and self.state == STARTING:
-                self.kill_for(f"not ready within ready_timeout {limit:g} s (context.ready() was not called)")
+            if self.spawns != spawn or self.state != STARTING:
+                return
+            if self.pid is None:  # forked, but the supervisor has not heard its pid yet
+                self._ready_timer = self.host.timers.call_later(0.1, expire)
+                return
+            self.kill_for(f"not ready within ready_timeout {limit:g} s (context.ready() was not called)")
 
         self._ready_timer = self.host.timers.call_later(remaining, expire)
 
