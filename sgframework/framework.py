@@ -53,6 +53,8 @@ _STOP_EVENT = ("stop", None)
 _CALLBACK_BATCH = 200
 """Events run_callbacks() handles in one call, so that its caller's timers and heartbeat are not starved."""
 _WAIT_SLICE = 0.05
+_ROOM_BATCH = 1000
+"""A sender waiting for room is woken after this many acknowledgements (or a tenth of those it waits for)."""
 """Seconds between checks while a send waits for room (an acknowledgement also wakes it)."""
 
 
@@ -287,6 +289,8 @@ class App:
         self._acked: deque[int] = deque()
         """Message ids paho reported published; filled by the network thread, emptied under _out_lock."""
         self._room = threading.Event()
+        self._room_wanted = 0
+        """While a sender waits for room: how many acknowledgements wake it (0: nobody waits)."""
         self._published = 0
         self._acknowledged = 0
         self._refused = 0
@@ -637,7 +641,7 @@ class App:
         self, client: mqtt.Client, topic: str, payload: str, qos: int, retain: bool
     ) -> mqtt.MQTTMessageInfo:
         """Queue a QoS >= 1 message within the bounds, waiting for room while connected; else PublishError."""
-        size = len(topic) + len(payload.encode() if isinstance(payload, str) else payload)
+        size = len(topic) + (len(payload) if isinstance(payload, bytes) or payload.isascii() else len(payload.encode()))
         if not self._track_acks:
             self._track_acks = True  # qos was raised after start()
             client.on_publish = self._on_publish
@@ -697,7 +701,18 @@ class App:
     def _wait_for_room(self, client: mqtt.Client, timeout: float) -> None:
         """Threaded: paho's thread wakes us with an acknowledgement. Loop mode: drive the network ourselves."""
         if self._use_threaded_networking:
-            self._room.wait(timeout)
+            with self._out_lock:
+                self._reap_acknowledgements()
+                if self._queue_full_for(0) is None:
+                    return
+                # Wake after a batch of acknowledgements, not after each: one wake-up per
+                # message would cost more than the send itself (docs/benchmarks.md).
+                self._room_wanted = max(1, min(_ROOM_BATCH, len(self._outstanding) // 10))
+                self._room.clear()
+            try:
+                self._room.wait(timeout)
+            finally:
+                self._room_wanted = 0
         else:
             self._run_network_loop(client, timeout)
 
@@ -897,9 +912,12 @@ class App:
             self._became_ready(client)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        # Once per acknowledgement, on paho's thread: only what is needed (an Event.set() or a
+        # lock per message costs QoS 1 throughput, docs/benchmarks.md).
         self._acked.append(mid)
-        self._room.set()
-        if self._ready.done(mid):
+        if self._room_wanted and len(self._acked) >= self._room_wanted:
+            self._room.set()
+        if not self._ready.ready.is_set() and self._ready.done(mid):
             self._became_ready(client)
 
     def _became_ready(self, client: mqtt.Client) -> None:
