@@ -280,7 +280,9 @@ class App:
         self._callback_thread: threading.Thread | None = None
         self._network_thread: int | None = None
         self._in_network_loop = False
-        """Loop mode: True while paho's loop runs on this thread (a send then cannot pump the network)."""
+        """Loop mode: True while paho's loop runs (a send from inside it cannot pump the network)."""
+        self._loop_thread: int | None = None
+        """Loop mode: the thread that calls loop(); a send from another thread waits for it to pump."""
         self._track_acks = False
         self._out_lock = threading.Lock()
         self._outstanding: dict[int, int] = {}
@@ -419,6 +421,7 @@ class App:
         not connected it tries to connect, with a capped backoff between tries.
         """
         client = self._require_started("loop")
+        self._loop_thread = threading.get_ident()
         if self._use_threaded_networking:
             self.logger.warning("loop() does nothing when using threaded networking")
             return
@@ -696,11 +699,16 @@ class App:
     def _can_wait_for_room(self) -> bool:
         if self._use_threaded_networking:
             return threading.get_ident() != self._network_thread
-        return not self._in_network_loop
+        return not (self._pumps_network() and self._in_network_loop)
+
+    def _pumps_network(self) -> bool:
+        """Loop mode: whether this thread may run paho's loop itself (the one that calls loop(), or any before)."""
+        return not self._use_threaded_networking and self._loop_thread in (None, threading.get_ident())
 
     def _wait_for_room(self, client: mqtt.Client, timeout: float) -> None:
-        """Threaded: paho's thread wakes us with an acknowledgement. Loop mode: drive the network ourselves."""
-        if self._use_threaded_networking:
+        """Wait for acknowledgements: woken by the thread that runs the network, or in loop mode, on
+        the thread that calls loop(), by driving the network itself."""
+        if not self._pumps_network():
             with self._out_lock:
                 self._reap_acknowledgements()
                 if self._queue_full_for(0) is None:

@@ -148,6 +148,36 @@ def test_in_loop_mode_a_full_queue_drives_the_network_itself_and_nothing_is_lost
         resource.stop()
 
 
+def test_in_loop_mode_another_thread_sending_waits_for_the_loop_and_nothing_is_lost(
+    mosquitto: MosquittoBroker, counting: list[CountingSubscriber]
+) -> None:
+    subscriber = CountingSubscriber(mosquitto, "data/worker/n")
+    counting.append(subscriber)
+    resource = Resource("worker", "127.0.0.1", mosquitto.port)
+    resource.max_queued_messages = 100
+    started(resource, threaded=False)
+    refused: list[PublishError] = []
+
+    def send_all() -> None:  # a plugin's reader thread, while the main thread runs loop()
+        for number in range(1, 20_001):
+            try:
+                resource.send_data("n", number)
+            except PublishError as error:
+                refused.append(error)
+
+    try:
+        wait_until(lambda: (resource.loop(), resource.is_connected)[1], timeout=5)
+        worker = threading.Thread(target=send_all)
+        worker.start()
+        while worker.is_alive() or (resource.counters.queued and subscriber.count < 20_000):
+            resource.loop()
+        worker.join()
+        assert not refused, refused[:1]
+        assert subscriber.wait_for_count(20_000, timeout=30) == 20_000 and subscriber.out_of_order == 0
+    finally:
+        resource.stop()
+
+
 def test_disconnected_the_message_past_the_bound_is_refused_at_once_and_the_rest_delivered_later(
     fresh_mosquitto: MosquittoBroker, logs: Logs
 ) -> None:
