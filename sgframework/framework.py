@@ -650,7 +650,6 @@ class App:
             client.on_publish = self._on_publish
         deadline: float | None = None
         while True:
-            self._room.clear()
             with self._out_lock:
                 self._reap_acknowledgements()
                 full = self._queue_full_for(size)
@@ -673,7 +672,7 @@ class App:
                 raise self._refusal(
                     topic, f"{full}, and no room was made within publish_timeout = {self.publish_timeout:g} s"
                 )
-            self._wait_for_room(client, min(deadline - now, _WAIT_SLICE))
+            self._wait_for_room(client, min(deadline - now, _WAIT_SLICE), lambda: self._queue_full_for(size) is None)
 
     def _queue_full_for(self, size: int) -> str | None:
         """Why one more message of ``size`` bytes does not fit (under _out_lock), or None."""
@@ -705,13 +704,14 @@ class App:
         """Loop mode: whether this thread may run paho's loop itself (the one that calls loop(), or any before)."""
         return not self._use_threaded_networking and self._loop_thread in (None, threading.get_ident())
 
-    def _wait_for_room(self, client: mqtt.Client, timeout: float) -> None:
-        """Wait for acknowledgements: woken by the thread that runs the network, or in loop mode, on
-        the thread that calls loop(), by driving the network itself."""
+    def _wait_for_room(self, client: mqtt.Client, timeout: float, done: Callable[[], bool]) -> None:
+        """Wait for acknowledgements until ``done()`` (checked under _out_lock), at most ``timeout``:
+        woken by the thread that runs the network, or in loop mode, on the thread that calls
+        loop(), by driving the network itself."""
         if not self._pumps_network():
             with self._out_lock:
                 self._reap_acknowledgements()
-                if self._queue_full_for(0) is None:
+                if done():
                     return
                 # Wake after a batch of acknowledgements, not after each: one wake-up per
                 # message would cost more than the send itself (docs/benchmarks.md).
@@ -727,14 +727,13 @@ class App:
     def _wait_until(self, client: mqtt.Client, done: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self._connected and time.monotonic() < deadline:
-            self._room.clear()
             with self._out_lock:
                 self._reap_acknowledgements()
                 if done():
                     return
             if not self._can_wait_for_room():
                 return
-            self._wait_for_room(client, min(deadline - time.monotonic(), _WAIT_SLICE))
+            self._wait_for_room(client, min(deadline - time.monotonic(), _WAIT_SLICE), done)
 
     def _forget_unacknowledged(self) -> None:
         """At stop(): what the broker never acknowledged is lost; count it and say so."""
