@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -70,9 +70,15 @@ def mosquitto() -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
-def counting() -> Iterator[list[CountingSubscriber]]:
+def counting(mosquitto: MosquittoBroker) -> Iterator[Callable[[str], CountingSubscriber]]:
+    """``counting(topic)``: a subscriber counting on ``topic`` of the module's broker, stopped after the test."""
     made: list[CountingSubscriber] = []
-    yield made
+
+    def make(topic: str) -> CountingSubscriber:
+        made.append(CountingSubscriber(mosquitto, topic))
+        return made[-1]
+
+    yield make
     for subscriber in made:
         subscriber.stop()
 
@@ -110,10 +116,9 @@ def started(resource: Resource, *, threaded: bool = True) -> Resource:
 
 @pytest.mark.timeout(240)
 def test_a_threaded_resource_sending_100000_unpaced_qos1_messages_delivers_every_one(
-    mosquitto: MosquittoBroker, counting: list[CountingSubscriber]
+    mosquitto: MosquittoBroker, counting: Callable[[str], CountingSubscriber]
 ) -> None:
-    subscriber = CountingSubscriber(mosquitto, "data/unpaced/n")
-    counting.append(subscriber)
+    subscriber = counting("data/unpaced/n")
     resource = started(Resource("unpaced", "127.0.0.1", mosquitto.port))
     try:
         for number in range(1, 100_001):
@@ -129,10 +134,9 @@ def test_a_threaded_resource_sending_100000_unpaced_qos1_messages_delivers_every
 
 
 def test_in_loop_mode_a_full_queue_drives_the_network_itself_and_nothing_is_lost(
-    mosquitto: MosquittoBroker, counting: list[CountingSubscriber]
+    mosquitto: MosquittoBroker, counting: Callable[[str], CountingSubscriber]
 ) -> None:
-    subscriber = CountingSubscriber(mosquitto, "data/looped/n")
-    counting.append(subscriber)
+    subscriber = counting("data/looped/n")
     resource = Resource("looped", "127.0.0.1", mosquitto.port)
     resource.max_queued_messages = 100
     started(resource, threaded=False)
@@ -149,10 +153,9 @@ def test_in_loop_mode_a_full_queue_drives_the_network_itself_and_nothing_is_lost
 
 
 def test_in_loop_mode_another_thread_sending_waits_for_the_loop_and_nothing_is_lost(
-    mosquitto: MosquittoBroker, counting: list[CountingSubscriber]
+    mosquitto: MosquittoBroker, counting: Callable[[str], CountingSubscriber]
 ) -> None:
-    subscriber = CountingSubscriber(mosquitto, "data/worker/n")
-    counting.append(subscriber)
+    subscriber = counting("data/worker/n")
     resource = Resource("worker", "127.0.0.1", mosquitto.port)
     resource.max_queued_messages = 100
     started(resource, threaded=False)
@@ -282,11 +285,10 @@ type = "flooder"
 
 
 def test_a_callback_under_sghost_sends_50000_qos1_messages_and_every_one_arrives(
-    mosquitto: MosquittoBroker, mqtt_recorder, host_factory, counting: list[CountingSubscriber]
+    mosquitto: MosquittoBroker, mqtt_recorder, host_factory, counting: Callable[[str], CountingSubscriber]
 ) -> None:
     recorder: Recorder = mqtt_recorder(mosquitto, ["data/floodhost/#", "data/flood/flood", "resourceavailable/#"])
-    subscriber = CountingSubscriber(mosquitto, "data/flood/n")
-    counting.append(subscriber)
+    subscriber = counting("data/flood/n")
     host_factory(manifest_text(mosquitto, FLOODER, host="floodhost"))
     recorder.wait_for("resourceavailable/flood/presence", "True", timeout=10)
     recorder.wait_for("data/floodhost/flood_refused", "0", timeout=10)
