@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hostharness import HostProcess
+from sghost.testing import Recorder
 
 # A shell starts a background job (`make test &`, a CI runner's script) with SIGINT
 # ignored, and every process the tests start would inherit that: the examples that
@@ -32,3 +34,16 @@ def host_factory(tmp_path: Path) -> Iterator[Callable[..., HostProcess]]:
     yield make
     for host in started:
         host.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Any]]:
+    """Recorders and paho clients to stop after the test."""
+    started: list[Any] = []
+    yield started
+    for client in started:
+        if isinstance(client, Recorder):
+            client.stop()
+        else:
+            client.disconnect()
+            client.loop_stop()

@@ -93,18 +93,6 @@ def broker(site: Path) -> Iterator[MosquittoBroker]:
     running.cleanup()
 
 
-@pytest.fixture
-def clients() -> Iterator[list[Any]]:
-    started: list[Any] = []
-    yield started
-    for client in started:
-        if isinstance(client, Recorder):
-            client.stop()
-        else:
-            client.disconnect()
-            client.loop_stop()
-
-
 def tls_files(site: Path, identity: str) -> tuple[str, str, str]:
     directory = site / "certs" / identity
     return tuple(str(directory / name) for name in (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE))  # type: ignore[return-value]

@@ -136,19 +136,6 @@ def tls_recorder(broker: MosquittoBroker, site: Path, identity: str, topics: str
 
 
 @pytest.fixture
-def clients() -> Iterator[list[Any]]:
-    """Recorders and paho clients to stop after the test."""
-    started: list[Any] = []
-    yield started
-    for client in started:
-        if isinstance(client, Recorder):
-            client.stop()
-        else:
-            client.disconnect()
-            client.loop_stop()
-
-
-@pytest.fixture
 def operator(tls_broker: MosquittoBroker, site: Path, clients: list[Any]) -> Recorder:
     """The operator identity: the ACL lets it read '#'."""
     recorder = tls_recorder(tls_broker, site, "operator").start()
