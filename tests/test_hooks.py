@@ -64,6 +64,8 @@ def test_a_hook_that_hangs_is_ended_and_supervision_goes_on(
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(manifest_text(mosquitto, '[resources.alpha]\ntype = "echoer"\n' + hooks))
     recorder.wait_for("data/sghost/alpha_state", "running", timeout=10)  # not held up by the hanging hooks
+    # running says setup is done, not that the command is subscribed: presence comes after the SUBSCRIBE
+    recorder.wait_for("resourceavailable/alpha/presence", "True", timeout=10)
     recorder.publish("command/alpha/ping", "True")
     recorder.wait_for("data/alpha/ping", "True")
     host.wait_log("[alpha] hook on_state (pid", timeout=10)
