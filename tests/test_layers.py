@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ("sgframework",),
     ("sghost", "sghost.hookspecs", "sghost.context", "sghost.plugins"),
-    ("sghost.config",),
+    ("sghost.config", "sghost.deploy"),
     ("sghost.process",),
     ("sghost.health",),
     ("sghost.host",),
