@@ -27,18 +27,19 @@ def add_credential_options(parser: argparse.ArgumentParser) -> None:
 
 
 def credential_flags(args: argparse.Namespace) -> list[str]:
+    """The credential options given on the command line, by their flag."""
     flags = {"--certificate-directory": args.certificate_directory, "--username": args.username,
              "--password-file": args.password_file}
     return [flag for flag, value in flags.items() if value is not None]
 
 
-def given_credentials(args: argparse.Namespace) -> BrokerConfig | str:
-    """The credentials given with --broker, or the message that says what is wrong with them."""
+def given_credentials(args: argparse.Namespace, command: str = "sghost status") -> BrokerConfig | str:
+    """The credentials given with --broker, or the message (starting with ``command``) that says what is wrong."""
     from sghost.config.manifest import check_credential_files
 
     if args.password_file is not None and args.username is None:
-        return "sghost status: --password-file needs --username"
-    problems = check_credential_files("sghost status", args.certificate_directory, args.password_file)
+        return f"{command}: --password-file needs --username"
+    problems = check_credential_files(command, args.certificate_directory, args.password_file)
     if problems:
         return "\n".join(problems)
     return BrokerConfig(
