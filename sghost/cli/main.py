@@ -13,6 +13,7 @@ from sghost.cli.acl import add_acl_parser
 from sghost.cli.brokeroptions import add_credential_options
 from sghost.cli.certs import add_certs_parser
 from sghost.cli.checkreport import report_check
+from sghost.cli.deploy import add_deploy_parser
 from sghost.cli.logs import add_logs_parser
 from sghost.cli.metrics import add_metrics_parser
 from sghost.cli.newplugin import add_new_plugin_parser
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_parser(commands, _add_manifest_option)
     add_rebirth_parser(commands, _add_manifest_option)
     add_metrics_parser(commands, DEFAULT_MANIFEST)
+    add_deploy_parser(commands)
     return parser
 
 
