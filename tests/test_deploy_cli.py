@@ -352,6 +352,18 @@ def test_push_reports_a_broker_that_refuses_the_document(tmp_path: Path, keys: P
     assert "the broker refused the document on command/gw1/deploy: Not authorized" in result.stderr
 
 
+def test_push_reports_a_lost_connection(
+    keys: Path, manifest: Path, tmp_path: Path, fresh_mosquitto: MosquittoBroker,
+    gateways: Callable[..., ScriptedGateway],
+) -> None:
+    # The broker goes away once the gateway has the document, before any state.
+    gateways("gw1", script=("received",), on_document=lambda received: fresh_mosquitto.stop())
+    output = sign(keys, manifest, tmp_path / "gw1.json")
+    result = sghost("deploy", "push", output, "--broker", broker_address(fresh_mosquitto), "--timeout", "20")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert f"lost the connection to the broker {broker_address(fresh_mosquitto)}" in result.stderr
+
+
 # ---------------------------------------------------------------------------
 # rollout
 
@@ -456,3 +468,31 @@ def test_rollout_refuses_bad_input_before_pushing(keys: Path, tmp_path: Path) ->
         result = sghost(*base, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert f"sghost deploy rollout: {message}" in result.stderr, (args, result.stderr)
+
+
+def test_rollout_without_a_broker_starts_nothing_and_exits_4(keys: Path, tmp_path: Path) -> None:
+    template = tmp_path / "template.toml"
+    template.write_text(TEMPLATE)
+    port = free_port()
+    result = sghost("deploy", "rollout", "--key", keys / "fleet.key", "--broker", f"127.0.0.1:{port}",
+                    "--hosts", "gw1,gw2", "--timeout", "5", template)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert f"cannot connect to the broker 127.0.0.1:{port}" in result.stderr
+    rows = table(result.stdout)
+    assert rows["gw1"] == ["not started", "-", "-", "no connection to the broker"]
+    assert rows["gw2"][0] == "not started"
+
+
+def test_rollout_reports_hosts_whose_outcome_a_lost_connection_left_unknown(
+    keys: Path, tmp_path: Path, fresh_mosquitto: MosquittoBroker, gateways: Callable[..., ScriptedGateway],
+) -> None:
+    template = tmp_path / "template.toml"
+    template.write_text(TEMPLATE)
+    gateways("gw1", prefix="gateways/gw1/", script=("received",), on_document=lambda received: fresh_mosquitto.stop())
+    result = rollout(keys, template, fresh_mosquitto, "--hosts", "gw1,gw2", "--batch", "1", "--max-failed", "5")
+    assert result.returncode == 4, result.stdout + result.stderr
+    rows = table(result.stdout)
+    assert rows["gw1"][0] == "unknown"
+    assert rows["gw1"][3].startswith("outcome unknown: lost the connection to the broker")
+    assert rows["gw2"] == ["not started", "-", "-", "no connection to the broker"]
+    assert "sghost deploy rollout: lost the connection to the broker" in result.stderr

@@ -472,7 +472,7 @@ class _Batches:
         from sghost.cli.rollout import NOT_STARTED, HostResult, expand
 
         if self.broker_error is not None:
-            return {host: HostResult(NOT_STARTED) for host in group}
+            return {host: HostResult(NOT_STARTED, reason="no connection to the broker") for host in group}
         pushes = []
         for host in group:
             document = self.documents[host]
@@ -481,6 +481,10 @@ class _Batches:
         try:
             if self.follower is None:
                 self.follower = self.connection(_print_state, _print_note)
+        except FleetError as error:
+            self.broker_error = str(error)
+            return {host: HostResult(NOT_STARTED, reason="no connection to the broker") for host in group}
+        try:
             for push in pushes:
                 print(f"{push.host}: pushing deployment {push.deployment_id} on {push.command_topic}", flush=True)
                 self.follower.start(push)
@@ -491,12 +495,13 @@ class _Batches:
 
 
 def _result(push: Push, broker_error: str | None) -> HostResult:
-    from sghost.cli.rollout import HostResult
+    from sghost.cli.rollout import UNKNOWN, HostResult
 
     last = push.last
     generation = last.generation if last else None
     if push.outcome is None:
-        return HostResult("unknown", generation, push.deployment_id, broker_error)
+        reason = f"outcome unknown: {broker_error}" if broker_error else "outcome unknown"
+        return HostResult(UNKNOWN, generation, push.deployment_id, reason)
     if push.outcome == "timeout":
         reason = f"no final state within {push.timeout:g} s (last state: {last.state if last else 'none'})"
         return HostResult("timeout", generation, push.deployment_id, reason)

@@ -15,6 +15,8 @@ from sghost.cli.statusview import NONE, format_table
 HOST_PLACEHOLDER = "{host}"
 NOT_STARTED = "not started"
 """The final state shown for a host the rollout never pushed to."""
+UNKNOWN = "unknown"
+"""The final state shown for a host pushed to when the connection to the broker was lost."""
 ROLLOUT_COLUMNS = ("HOST", "STATE", "GENERATION", "ID", "REASON")
 
 

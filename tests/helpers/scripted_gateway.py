@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,7 +41,9 @@ class ScriptedGateway:
         prefix: str = "",
         trusted_keys: Sequence[Any] = (),
         reason: str = "scripted failure",
+        on_document: Callable[[Deployment], None] | None = None,
     ) -> None:
+        """``on_document(document)`` runs (in the client's thread) for each document before any answer."""
         self.host, self.prefix, self.script, self.reason = host, prefix, tuple(script), reason
         self.trusted_keys = list(trusted_keys)
         self.generation = 1
@@ -54,6 +56,7 @@ class ScriptedGateway:
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
         self.broker = broker
+        self.on_document = on_document
 
     def start(self) -> ScriptedGateway:
         self.client.connect(self.broker.host, self.broker.port)
@@ -89,6 +92,8 @@ class ScriptedGateway:
         with self._changed:
             self.documents.append(received)
             self._changed.notify_all()
+        if self.on_document is not None:
+            self.on_document(received)
         if received.id in self._seen:
             return
         self._seen.add(received.id)
