@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sghost.cli.deployfollow import parse_progress, printable
 from sghost.cli.rollout import (
@@ -14,7 +18,10 @@ from sghost.cli.rollout import (
     parse_hosts,
     run_batches,
 )
+from sghost.deploy import document
 from sghost.deploy.pinning import RequirementsError, canonical_name, parse_requirements
+
+DEPLOY_DOC = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"
 
 SHA = "a" * 64
 OTHER = "b" * 64
@@ -141,3 +148,23 @@ def test_progress_documents_are_read_as_data() -> None:
     for payload in (b"", b"not json", b"[1]", b'{"state": "successful"}', b'{"id": 1, "state": "x"}'):
         assert parse_progress(payload) is None
     assert printable("a\tb\x00c") == "a b\ufffdc"
+
+
+def doc_example(text: str, marker: str) -> str:
+    match = re.search(rf"<!-- example: {marker} -->\n```\w*\n(.*?)\n```", text, re.DOTALL)
+    assert match, f"docs/deploy.md has no code block marked <!-- example: {marker} -->"
+    return match.group(1)
+
+
+def test_the_worked_example_in_docs_deploy_md_is_right() -> None:
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    fields = {
+        "host": "gw1",
+        "sequence": 1733320800000,
+        "manifest": '[host]\nname = "gw1"\n\n[resources.tür]\ntype = "doorsensor"\n',
+        "requirements": ["sghost-doorsensor==0.2.0 --hash=sha256:" + "3f" * 32],
+    }
+    assert doc_example(text, "canonical-bytes").encode("utf-8") == document.signed_bytes(fields)
+    signed = document.sign(fields, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+    expected = [f"signature = {signed.signature}", f"id        = {signed.id}"]
+    assert doc_example(text, "signature").splitlines() == expected
