@@ -99,6 +99,24 @@ def barrier(recorder: Recorder, topic: str) -> None:
     recorder.wait_for(topic, "barrier")
 
 
+def test_deploy_without_an_action_or_cryptography_says_what_to_do(tmp_path: Path) -> None:
+    result = sghost("deploy")
+    assert result.returncode == 2
+    assert "keygen" in result.stderr and "rollout" in result.stderr
+    for action in (["keygen", str(tmp_path / "k")], ["sign", "--key", "k", "--host", "gw1", "m", "-o", "o"],
+                   ["rollout", "--key", "k", "--hosts", "gw1", "--broker", "localhost", "m"]):
+        code = (
+            "import sys; sys.modules['cryptography'] = None\n"
+            "from sghost.cli.main import main\n"
+            f"sys.exit(main(['deploy', *{action!r}]))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, (action, result.stderr)
+        assert f"sghost deploy {action[0]}: deployments need the 'cryptography' package: " \
+               "pip install 'sghost[deploy]'" in result.stderr
+    assert not (tmp_path / "k").exists()
+
+
 # ---------------------------------------------------------------------------
 # keygen
 
@@ -332,6 +350,15 @@ def test_push_refuses_bad_input_before_touching_the_broker(tmp_path: Path, keys:
         result = sghost("deploy", "push", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert f"sghost deploy push: {message}" in result.stderr or message in result.stderr, (args, result.stderr)
+
+
+def test_push_refuses_a_document_whose_host_is_no_topic_level(tmp_path: Path, keys: Path) -> None:
+    key = document.load_private_key(keys / "fleet.key")
+    wild = tmp_path / "wild.json"
+    wild.write_text(document.sign({"host": "gw/+", "sequence": 1, "manifest": "", "requirements": []}, key).to_json())
+    result = sghost("deploy", "push", wild, "--broker", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 2
+    assert f"sghost deploy push: {wild}: The document's host 'gw/+' contains '/', '+'" in result.stderr
 
 
 def test_push_without_a_broker_exits_4(tmp_path: Path, keys: Path, manifest: Path) -> None:

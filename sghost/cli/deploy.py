@@ -369,6 +369,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 def read_document(path: Path) -> tuple[bytes, Deployment]:
     """The document file's bytes and fields, refused over 1 MiB or when malformed."""
+    from sgframework.topics import validate_name
     from sghost.deploy.document import MAX_DOCUMENT_BYTES, DocumentError, parse
 
     try:
@@ -379,9 +380,14 @@ def read_document(path: Path) -> tuple[bytes, Deployment]:
     except OSError as error:
         raise DeployError(f"{path}: cannot read the document: {error.strerror}") from None
     try:
-        return payload, parse(payload)
+        document = parse(payload)
     except DocumentError as error:
         raise DeployError(f"{path}: {error}") from None
+    try:
+        validate_name(document.host, "document's host")
+    except ValueError as error:
+        raise DeployError(f"{path}: {error}; expected the host's name (one topic level)") from None
+    return payload, document
 
 
 def _check_concrete_prefix(prefix: str) -> None:

@@ -183,10 +183,17 @@ class DeploymentFollower:
         pending = list(pushes)
         while True:
             now = time.monotonic()
-            pending = [push for push in pending if not _finished(push, now)]
+            for push in [push for push in pending if _finished(push, now)]:
+                pending.remove(push)
+                self._forget(push)
             if not pending:
                 return
             self._step(min(push.deadline for push in pending))
+
+    def _forget(self, push: Push) -> None:
+        """Stop following a finished push (a long rollout keeps one subscription per running host only)."""
+        if self._by_state_topic.pop(push.state_topic, None) is not None:
+            self.client.unsubscribe(push.state_topic)
 
     def _loop_until(self, condition: Callable[[], bool], deadline: float) -> None:
         while not condition() and time.monotonic() < deadline:
