@@ -222,9 +222,15 @@ def test_sign_refuses_bad_input(keys: Path, manifest: Path, tmp_path: Path) -> N
         result = sghost("deploy", "sign", "--key", keys / "fleet.key", *args, "-o", output)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
+    other_key.chmod(0o600)
     result = sghost("deploy", "sign", "--key", other_key, "--host", "gw1", manifest, "-o", output)
     assert result.returncode == 2
     assert f"{other_key}: not an unencrypted PEM private key" in result.stderr
+    (keys / "fleet.key").chmod(0o640)
+    result = sghost("deploy", "sign", "--key", keys / "fleet.key", "--host", "gw1", manifest, "-o", output)
+    assert result.returncode == 2
+    assert f"{keys / 'fleet.key'}: the fleet key is readable or writable by group or others (mode 0640); " \
+           f"expected mode 0600: run chmod 600 {keys / 'fleet.key'}" in result.stderr
     assert not output.exists()
 
 
@@ -290,17 +296,23 @@ def test_push_ignores_the_retained_state_of_an_older_deployment_and_times_out(
     keys: Path, manifest: Path, tmp_path: Path, fresh_mosquitto: MosquittoBroker,
     gateways: Callable[..., ScriptedGateway], mqtt_recorder: Callable[..., Recorder],
 ) -> None:
-    gateway = gateways("gw1", script=())  # receives, but never answers (as if offline behind its uplink)
+    def garbage(received: document.Deployment) -> None:
+        for _ in range(3):
+            gateway.client.publish("data/gw1/deployment", "garbage", qos=1)
+
+    # receives, but never answers (as if offline behind its uplink), apart from noise on the state topic
+    gateway = gateways("gw1", script=(), on_document=garbage)
     observer = mqtt_recorder(fresh_mosquitto, "data/gw1/deployment")
     gateway.publish_state("0123456789ab", 1, "successful")
     observer.wait_for("data/gw1/deployment")
     output = sign(keys, manifest, tmp_path / "gw1.json")
-    result = sghost("deploy", "push", output, "--broker", broker_address(fresh_mosquitto), "--timeout", "1.5")
+    result = sghost("deploy", "push", output, "--broker", broker_address(fresh_mosquitto), "--timeout", "3")
     assert result.returncode == 3, result.stdout + result.stderr
     assert state_lines(result.stdout) == []
-    assert "gw1: no final state within 1.5 s (last state: none)" in result.stderr
+    assert "gw1: no final state within 3 s (last state: none)" in result.stderr
     assert "stays retained on command/gw1/deploy" in result.stderr
     assert len(gateway.wait_for_documents(1)) == 1
+    assert result.stderr.count("ignored a message on data/gw1/deployment that is not a progress document") == 1
 
 
 def test_push_with_a_prefix(

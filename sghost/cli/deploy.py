@@ -11,13 +11,14 @@
 Exit codes: 0 successful, 1 rejected/failed/rolled-back (rollout: any host not
 successful), 2 a usage or input error (nothing was published), 3 no final state
 before ``--timeout`` (push), 4 the broker could not be used (unreachable,
-refused the connection, the subscription or the document).
+refused the connection, the subscription or the document, or lost), 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 import tomllib
@@ -40,6 +41,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_BROKER = 4
+EXIT_INTERRUPTED = 130
 
 
 class DeployError(Exception):
@@ -289,8 +291,18 @@ def check_manifest_host(manifest: str, host: str, source: str) -> None:
 
 
 def _load_key(path: Path) -> Any:
+    """The fleet key, refused when others than its owner may read or write it (as ssh does)."""
     from sghost.deploy.document import DocumentError, load_private_key
 
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as error:
+        raise DeployError(f"{path}: cannot read the fleet key: {error.strerror}") from None
+    if mode & 0o077:
+        raise DeployError(
+            f"{path}: the fleet key is readable or writable by group or others (mode {mode:04o}); "
+            f"expected mode 0600: run chmod 600 {path}"
+        )
     try:
         return load_private_key(path)
     except DocumentError as error:
@@ -333,7 +345,7 @@ def _write_document(path: Path, data: bytes) -> None:
 
 def run_push(args: argparse.Namespace) -> int:
     """The ``sghost deploy push`` handler."""
-    from sghost.cli.deployfollow import FAILED_STATES, SUCCESSFUL, TIMEOUT, Push
+    from sghost.cli.deployfollow import FAILED_STATES, SUCCESSFUL, Push
     from sghost.cli.fleet import FleetError
 
     try:
@@ -353,13 +365,16 @@ def run_push(args: argparse.Namespace) -> int:
     except FleetError as error:
         print(f"sghost deploy push: {error}", file=sys.stderr)
         return EXIT_BROKER
+    except KeyboardInterrupt:
+        kept = f"; the document stays retained on {push.command_topic}" if push.published else ""
+        print(f"sghost deploy push: interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         _disconnect_quietly(connection)
     if push.outcome == SUCCESSFUL:
         return EXIT_OK
     if push.outcome in FAILED_STATES:
         return EXIT_FAILED
-    assert push.outcome == TIMEOUT
     last = push.last.state if push.last else "none"
     print(f"sghost deploy push: {push.host}: no final state within {args.timeout:g} s (last state: {last}); "
           f"the document stays retained on {push.command_topic} for the host to take when it connects",
@@ -431,6 +446,10 @@ def run_rollout(args: argparse.Namespace) -> int:
     batches = _Batches(args, documents, connection)
     try:
         results = run_batches(hosts, args.batch, args.max_failed, batches.run)
+    except KeyboardInterrupt:
+        print("sghost deploy rollout: interrupted; documents already pushed stay retained for their hosts",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         _disconnect_quietly(connection)
     print(format_results(results))

@@ -106,6 +106,8 @@ class Push:
     """``successful``, ``rejected``, ``failed``, ``rolled-back``, ``timeout`` or None while it runs."""
     error: str | None = None
     deadline: float = 0.0
+    ignored: int = 0
+    """Messages on the state topic that were no progress document."""
 
     @property
     def command_topic(self) -> str:
@@ -243,7 +245,10 @@ class DeploymentFollower:
             return
         progress = parse_progress(message.payload)
         if progress is None:
-            self.on_note(push, f"ignored a message on {message.topic} that is not a progress document")
+            push.ignored += 1
+            if push.ignored == 1:  # once per push: a flood would bury the states
+                self.on_note(push, f"ignored a message on {message.topic} that is not a progress document "
+                             "(further ones are counted, not shown)")
             return
         if progress.id != push.deployment_id or progress == push.last:
             return
