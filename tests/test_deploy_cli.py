@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from helpers.certs import make_tls_files
 from helpers.scripted_gateway import APPLIED, ROLLED_BACK, ScriptedGateway
 
 from sghost.deploy import document
@@ -401,6 +403,47 @@ def test_push_reports_a_lost_connection(
     result = sghost("deploy", "push", output, "--broker", broker_address(fresh_mosquitto), "--timeout", "20")
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"lost the connection to the broker {broker_address(fresh_mosquitto)}" in result.stderr
+
+
+def test_push_over_tls_with_a_password(
+    keys: Path, manifest: Path, tmp_path: Path, clients: list[Any]
+) -> None:
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if not Path(tool).exists():
+        pytest.skip("mosquitto_passwd is not installed (Debian: apt-get install mosquitto-clients)")
+    tls = make_tls_files(tmp_path / "tls")
+    passwd = tmp_path / "passwd"
+    subprocess.run([tool, "-b", "-c", str(passwd), "operator", "s3cret-operator"], check=True)
+    password_file = tmp_path / "operator.password"
+    password_file.write_text("s3cret-operator\n")
+    password_file.chmod(0o600)
+    wrong_file = tmp_path / "wrong.password"
+    wrong_file.write_text("Xyz-not-it\n")
+    wrong_file.chmod(0o600)
+
+    def as_operator(client: Any) -> None:
+        client.tls_set(ca_certs=str(tls.client_dir / "ca_public_certificate.pem"),
+                       certfile=str(tls.client_dir / "public_certificate.pem"),
+                       keyfile=str(tls.client_dir / "private_key.pem"))
+        client.username_pw_set("operator", "s3cret-operator")
+
+    output = sign(keys, manifest, tmp_path / "gw1.json")
+    config = [*tls.broker_config(), f"password_file {passwd}"]
+    with MosquittoBroker(extra_config=config, allow_anonymous=False) as broker:
+        gateway = ScriptedGateway(broker, "gw1", client_setup=as_operator).start()
+        clients.append(gateway.client)
+        credentials = ("--certificate-directory", tls.client_dir, "--username", "operator")
+        result = sghost("deploy", "push", output, "--broker", broker_address(broker), *credentials,
+                        "--password-file", password_file, "--timeout", "20")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert state_lines(result.stdout) == list(APPLIED)
+        refused = sghost("deploy", "push", output, "--broker", broker_address(broker), *credentials,
+                         "--password-file", wrong_file, "--timeout", "20")
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert "the broker refused the connection" in refused.stderr
+        assert "Xyz-not-it" not in refused.stderr + refused.stdout
+        plain = sghost("deploy", "push", output, "--broker", broker_address(broker), "--timeout", "5")
+        assert plain.returncode == 4, plain.stdout + plain.stderr
 
 
 # ---------------------------------------------------------------------------

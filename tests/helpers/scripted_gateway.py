@@ -42,8 +42,10 @@ class ScriptedGateway:
         trusted_keys: Sequence[Any] = (),
         reason: str = "scripted failure",
         on_document: Callable[[Deployment], None] | None = None,
+        client_setup: Callable[[mqtt.Client], None] | None = None,
     ) -> None:
-        """``on_document(document)`` runs (in the client's thread) for each document before any answer."""
+        """``on_document(document)`` runs (in the client's thread) for each document before any answer;
+        ``client_setup(client)`` before connecting (TLS, credentials)."""
         self.host, self.prefix, self.script, self.reason = host, prefix, tuple(script), reason
         self.trusted_keys = list(trusted_keys)
         self.generation = 1
@@ -57,6 +59,8 @@ class ScriptedGateway:
         self.client.on_message = self._on_message
         self.broker = broker
         self.on_document = on_document
+        if client_setup is not None:
+            client_setup(self.client)
 
     def start(self) -> ScriptedGateway:
         self.client.connect(self.broker.host, self.broker.port)
