@@ -25,7 +25,7 @@ from helpers.certs import make_tls_files
 from helpers.scripted_gateway import APPLIED, ROLLED_BACK, ScriptedGateway
 
 from sghost.deploy import document
-from sghost.host.broker import MosquittoBroker, free_port
+from sghost.host.broker import AmqttBroker, MosquittoBroker, find_amqtt, free_port
 from sghost.testing import Recorder
 
 SHA = "0" * 64
@@ -444,6 +444,26 @@ def test_push_over_tls_with_a_password(
         assert "Xyz-not-it" not in refused.stderr + refused.stdout
         plain = sghost("deploy", "push", output, "--broker", broker_address(broker), "--timeout", "5")
         assert plain.returncode == 4, plain.stdout + plain.stderr
+
+
+def test_push_through_a_broker_that_speaks_only_mqtt_3_1_1(
+    keys: Path, manifest: Path, tmp_path: Path, clients: list[Any]
+) -> None:
+    executable = find_amqtt()
+    if executable is None:
+        pytest.skip("amqtt is not installed (pip install amqtt)")
+    broker = AmqttBroker(executable, free_port(), tmp_path)
+    broker.start()
+    try:
+        gateway = ScriptedGateway(broker, "gw1").start()
+        clients.append(gateway.client)
+        output = sign(keys, manifest, tmp_path / "gw1.json")
+        result = sghost("deploy", "push", output, "--broker", f"{broker.host}:{broker.port}", "--timeout", "20")
+    finally:
+        broker.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert state_lines(result.stdout) == list(APPLIED)
+    assert f"the broker {broker.host}:{broker.port} does not speak MQTT 5; using MQTT 3.1.1" in result.stderr
 
 
 # ---------------------------------------------------------------------------

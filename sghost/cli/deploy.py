@@ -538,26 +538,46 @@ def _result(push: Push, broker_error: str | None) -> HostResult:
 
 
 class _Connection:
-    """Connects on first use (so that input errors are reported before the network is touched)."""
+    """Connects on first use (so that input errors are reported before the network is touched).
+
+    MQTT 5 first, so that a broker refusing the document says so; a broker that
+    speaks only MQTT 3.1.1 (nats-server, amqtt) is then used with 3.1.1, with a warning.
+    """
 
     def __init__(self, host: str, port: int, timeout: float, credentials: dict[str, Any]) -> None:
         self.host, self.port, self.timeout, self.credentials = host, port, timeout, credentials
         self.client: Any = None
+        self.follower: DeploymentFollower | None = None
 
     def __call__(
         self, on_state: Callable[[Push, Progress], None], on_note: Callable[[Push, str], None]
     ) -> DeploymentFollower:
         import paho.mqtt.client as mqtt
 
+        from sghost.cli.fleet import FleetError
+
+        try:
+            return self._connect(mqtt.MQTTv5, on_state, on_note)
+        except FleetError:
+            if self.follower is None or not self.follower.unsupported_protocol:
+                raise
+        _disconnect_quietly(self)
+        print(f"sghost deploy: the broker {self.host}:{self.port} does not speak MQTT 5; using MQTT 3.1.1, "
+              "with which a broker that refuses the document (ACL) drops it without saying so", file=sys.stderr)
+        return self._connect(mqtt.MQTTv311, on_state, on_note)
+
+    def _connect(
+        self, protocol: int, on_state: Callable[[Push, Progress], None], on_note: Callable[[Push, str], None]
+    ) -> DeploymentFollower:
         from sghost.cli.deployfollow import DeploymentFollower
         from sghost.cli.fleet import connect, new_client
 
         connect_timeout = min(self.timeout, 30.0)
-        self.client = new_client(connect_timeout, protocol=mqtt.MQTTv5, **self.credentials)
-        follower = DeploymentFollower(self.client, f"{self.host}:{self.port}", on_state, on_note)
+        self.client = new_client(connect_timeout, protocol=protocol, **self.credentials)
+        self.follower = DeploymentFollower(self.client, f"{self.host}:{self.port}", on_state, on_note)
         connect(self.client, self.host, self.port, connect_timeout)
-        follower.wait_connected(connect_timeout)
-        return follower
+        self.follower.wait_connected(connect_timeout)
+        return self.follower
 
 
 def _broker_connection(args: argparse.Namespace, command: str) -> _Connection:

@@ -35,6 +35,8 @@ FINAL_STATES = FAILED_STATES | {SUCCESSFUL}
 TIMEOUT = "timeout"
 """The outcome of a deployment without a final state before its deadline."""
 LOOP_STEP = 0.05
+UNSUPPORTED_PROTOCOL = (1, 0x84)
+"""CONNACK codes for an MQTT version the broker does not speak (3.1.1 and 5)."""
 
 
 def command_topic(prefix: str, host: str) -> str:
@@ -153,6 +155,8 @@ class DeploymentFollower:
         self.on_state = on_state
         self.on_note = on_note or (lambda push, text: None)
         self.connected = False
+        self.unsupported_protocol = False
+        """The broker refused the connection for its MQTT version (try 3.1.1)."""
         self.error: str | None = None
         self._by_state_topic: dict[str, Push] = {}
         self._by_subscribe_mid: dict[int, Push] = {}
@@ -212,6 +216,7 @@ class DeploymentFollower:
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
         if reason.is_failure:
+            self.unsupported_protocol = getattr(reason, "value", None) in UNSUPPORTED_PROTOCOL
             self.error = f"the broker refused the connection: {reason}"
         else:
             self.connected = True

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sghost.deploy import document
 from sghost.deploy.document import Deployment, DocumentError
-from sghost.host.broker import MosquittoBroker
+from sghost.host.broker import AmqttBroker, MosquittoBroker
 
 APPLIED = ("received", "installing", "applying", "verifying", "successful")
 ROLLED_BACK = ("received", "installing", "applying", "verifying", "rolling-back", "rolled-back")
@@ -35,7 +35,7 @@ class ScriptedGateway:
 
     def __init__(
         self,
-        broker: MosquittoBroker,
+        broker: MosquittoBroker | AmqttBroker,
         host: str,
         script: Sequence[str] = APPLIED,
         prefix: str = "",
