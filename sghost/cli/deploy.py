@@ -520,6 +520,8 @@ class _Batches:
 
 
 def _result(push: Push, broker_error: str | None) -> HostResult:
+    """A finished (or abandoned) push as a row of the rollout's table."""
+    from sghost.cli.deployfollow import TIMEOUT
     from sghost.cli.rollout import UNKNOWN, HostResult
 
     last = push.last
@@ -527,9 +529,9 @@ def _result(push: Push, broker_error: str | None) -> HostResult:
     if push.outcome is None:
         reason = f"outcome unknown: {broker_error}" if broker_error else "outcome unknown"
         return HostResult(UNKNOWN, generation, push.deployment_id, reason)
-    if push.outcome == "timeout":
+    if push.outcome == TIMEOUT:
         reason = f"no final state within {push.timeout:g} s (last state: {last.state if last else 'none'})"
-        return HostResult("timeout", generation, push.deployment_id, reason)
+        return HostResult(TIMEOUT, generation, push.deployment_id, reason)
     return HostResult(push.outcome, generation, push.deployment_id, last.reason if last else None)
 
 
