@@ -142,6 +142,31 @@ class _Collector:
         return self.marker_acked_at is not None and now - self.last_message >= SETTLE
 
 
+def new_client(
+    timeout: float,
+    tls_context: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    protocol: int = mqtt.MQTTv311,
+) -> mqtt.Client:
+    """A paho client (callback API 2) with the TLS context and credentials given; not yet connected."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
+    client.connect_timeout = timeout
+    if tls_context is not None:
+        client.tls_set_context(tls_context)
+    if username is not None:
+        client.username_pw_set(username, password)
+    return client
+
+
+def connect(client: mqtt.Client, host: str, port: int, timeout: float) -> None:
+    """Open the client's connection to ``host:port``; FleetError says why it cannot."""
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout) + 5))
+    except (OSError, ValueError) as error:
+        raise FleetError(f"cannot connect to the broker {host}:{port}: {error}") from None
+
+
 def collect_fleet(
     host: str,
     port: int = DEFAULT_PORT,
@@ -166,20 +191,12 @@ def collect_fleet(
     acknowledge the subscription within ``timeout``.
     """
     collector = _Collector(check_prefix(prefix))
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client = new_client(timeout, tls_context, username, password)
     client.on_connect = collector.on_connect
     client.on_subscribe = collector.on_subscribe
     client.on_message = collector.on_message
-    client.connect_timeout = timeout
-    if tls_context is not None:
-        client.tls_set_context(tls_context)
-    if username is not None:
-        client.username_pw_set(username, password)
     deadline = time.monotonic() + timeout
-    try:
-        client.connect(host, port, keepalive=max(5, int(timeout) + 5))
-    except (OSError, ValueError) as error:
-        raise FleetError(f"cannot connect to the broker {host}:{port}: {error}") from None
+    connect(client, host, port, timeout)
     try:
         _collect(client, collector, deadline, f"{host}:{port}")
         if not collector.subscribed:
@@ -244,4 +261,4 @@ def format_fleet(fleet: Mapping[str, Mapping[str, Any]]) -> str:
     return format_table(FLEET_COLUMNS, rows)
 
 
-__all__ = ["FleetError", "check_prefix", "collect_fleet", "format_fleet", "parse_broker"]
+__all__ = ["FleetError", "check_prefix", "collect_fleet", "connect", "format_fleet", "new_client", "parse_broker"]

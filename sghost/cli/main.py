@@ -6,20 +6,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from sghost import __version__
 from sghost.cli.acl import add_acl_parser
+from sghost.cli.brokeroptions import add_credential_options
 from sghost.cli.certs import add_certs_parser
 from sghost.cli.checkreport import report_check
+from sghost.cli.deploy import add_deploy_parser
 from sghost.cli.logs import add_logs_parser
 from sghost.cli.metrics import add_metrics_parser
 from sghost.cli.newplugin import add_new_plugin_parser
 from sghost.cli.rebirth import add_rebirth_parser
 from sghost.cli.run import add_run_parser
 from sghost.config.checked import load_checked, load_registry
-from sghost.config.manifest import BrokerConfig, ManifestError, load_manifest
+from sghost.config.manifest import ManifestError, load_manifest
 from sghost.plugins import format_plugins
 
 DEFAULT_MANIFEST = "hostconfig.toml"
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_parser(commands, _add_manifest_option)
     add_rebirth_parser(commands, _add_manifest_option)
     add_metrics_parser(commands, DEFAULT_MANIFEST)
+    add_deploy_parser(commands)
     return parser
 
 
@@ -83,16 +85,7 @@ def _add_control_commands(commands: Any) -> None:
         "--broker", metavar="HOST[:PORT]",
         help="with --all: the broker to ask (default: [broker] host and port of the manifest)",
     )
-    status.add_argument(
-        "--certificate-directory", type=Path, metavar="DIR",
-        help="with --broker: connect with TLS and the client certificate in DIR "
-        "(ca_public_certificate.pem, public_certificate.pem, private_key.pem)",
-    )
-    status.add_argument("--username", metavar="NAME", help="with --broker: the broker user name")
-    status.add_argument(
-        "--password-file", type=Path, metavar="FILE",
-        help="with --broker and --username: a file (mode 0600) holding the password",
-    )
+    add_credential_options(status)
     status.add_argument(
         "--prefix", default="", metavar="PREFIX",
         help="with --all: the topic prefix the gateways' uplinks use on that broker, e.g. 'gateways/+/'",
@@ -124,7 +117,9 @@ def _status(args: argparse.Namespace) -> int:
 
     if args.all:
         return _fleet_status(args)
-    needs_all = (["--broker"] if args.broker else []) + (["--prefix"] if args.prefix else []) + _credential_flags(args)
+    from sghost.cli.brokeroptions import credential_flags
+
+    needs_all = (["--broker"] if args.broker else []) + (["--prefix"] if args.prefix else []) + credential_flags(args)
     if needs_all:
         print(f"sghost status: {_requires(needs_all, '--all')}", file=sys.stderr)
         return EXIT_CONFIG
@@ -151,6 +146,7 @@ def _fleet_status(args: argparse.Namespace) -> int:
     import json
 
     from sgframework.addresses import broker_addresses
+    from sghost.cli.brokeroptions import broker_credentials, credential_flags, given_credentials
     from sghost.cli.fleet import FleetError, check_prefix, collect_fleet, format_fleet, parse_broker
 
     try:
@@ -159,20 +155,20 @@ def _fleet_status(args: argparse.Namespace) -> int:
         print(f"sghost status: --prefix {error}", file=sys.stderr)
         return EXIT_CONFIG
     credentials: dict[str, Any] = {}
-    credential_flags = _credential_flags(args)
+    given_flags = credential_flags(args)
     if args.broker:
         try:
             host, port = parse_broker(args.broker)
         except ValueError as error:
             print(f"sghost status: --broker {error}", file=sys.stderr)
             return EXIT_CONFIG
-        given = _given_credentials(args)
+        given = given_credentials(args)
         if isinstance(given, str):
             print(given, file=sys.stderr)
             return EXIT_CONFIG
-        credentials = _broker_credentials(given)
-    elif credential_flags:
-        print(f"sghost status: {_requires(credential_flags, '--broker')} "
+        credentials = broker_credentials(given)
+    elif given_flags:
+        print(f"sghost status: {_requires(given_flags, '--broker')} "
               "(without it, the manifest's [broker] credentials are used)", file=sys.stderr)
         return EXIT_CONFIG
     else:
@@ -182,7 +178,7 @@ def _fleet_status(args: argparse.Namespace) -> int:
             print(f"sghost status --all: give --broker HOST[:PORT], or a valid manifest:\n{error}", file=sys.stderr)
             return EXIT_CONFIG
         host, port = broker_addresses(broker.host, broker.port)[0]
-        credentials = _broker_credentials(broker)
+        credentials = broker_credentials(broker)
     try:
         fleet = collect_fleet(host, port, timeout=args.timeout, prefix=args.prefix, **credentials)
     except (FleetError, OSError) as error:
@@ -200,36 +196,6 @@ def _fleet_status(args: argparse.Namespace) -> int:
 
 def _requires(flags: list[str], other: str) -> str:
     return f"{', '.join(flags)} {'needs' if len(flags) == 1 else 'need'} {other}"
-
-
-def _credential_flags(args: argparse.Namespace) -> list[str]:
-    flags = {"--certificate-directory": args.certificate_directory, "--username": args.username,
-             "--password-file": args.password_file}
-    return [flag for flag, value in flags.items() if value is not None]
-
-
-def _given_credentials(args: argparse.Namespace) -> BrokerConfig | str:
-    """The credentials given with --broker, or the message that says what is wrong with them."""
-    from sghost.config.manifest import check_credential_files
-
-    if args.password_file is not None and args.username is None:
-        return "sghost status: --password-file needs --username"
-    problems = check_credential_files("sghost status", args.certificate_directory, args.password_file)
-    if problems:
-        return "\n".join(problems)
-    return BrokerConfig(
-        certificate_directory=args.certificate_directory, username=args.username, password_file=args.password_file
-    )
-
-
-def _broker_credentials(broker: BrokerConfig) -> dict[str, Any]:
-    """The manifest's TLS identity and password, for a client of the host's broker."""
-    credentials: dict[str, Any] = {"username": broker.username, "password": broker.read_password()}
-    if broker.certificate_directory is not None:
-        from sgframework.framework import create_tls_context
-
-        credentials["tls_context"] = create_tls_context(str(broker.certificate_directory), insecure=broker.tls_insecure)
-    return credentials
 
 
 def _control(args: argparse.Namespace) -> int:
