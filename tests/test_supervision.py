@@ -403,3 +403,24 @@ def test_check_names_the_bad_line_of_an_env_file(tmp_path: Path) -> None:
     assert f"resources.b.env_file: file not found: {tmp_path / 'missing.env'}" in result.stderr
     assert "resources.b.environment.1BAD: not a variable name" in result.stderr
     assert "resources.b.environment.N: got int; expected a string" in result.stderr
+
+
+def test_logs_show_a_very_long_line_cut_with_a_marker_and_the_lines_after_it(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(
+        manifest_text(mosquitto, '[resources.ll_p]\ntype = "printer"\n', host="ll"), env=env()
+    )
+    recorder.wait_for("commandavailable/ll_p/say", "True", timeout=10)
+    follower = Follower(host, "ll_p")
+    follower.wait_line("line 12")
+    long_line = "y" * (1 << 20)
+    recorder.publish("command/ll_p/say", long_line)
+    recorder.publish("command/ll_p/say", "after the long line")
+    follower.wait_line("after the long line")
+    shown = cli(host, "logs", "-n", "50", "ll_p").stdout.splitlines()
+    cut = f"{'y' * MAX_LINE_CHARS} [... {len(long_line) - MAX_LINE_CHARS} more characters cut]"
+    assert shown[-2:] == [cut, "after the long line"], [line[:80] + "..." + line[-60:] for line in shown]
+    assert "line 12" in shown, "the lines before the long one are kept too"
+    assert follower.stop() in (0, -signal.SIGINT)

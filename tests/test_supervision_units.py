@@ -13,6 +13,7 @@ from sghost.config.environment import EnvFileError, parse_env_text
 from sghost.config.manifest import ManifestError, load_manifest
 from sghost.host.logring import MAX_FOLLOWER_BACKLOG, MAX_FOLLOWERS, LogBook, LogRing, clean_line
 from sghost.plugins import PluginRegistry
+from sghost.process.lines import LineSplitter
 
 # ---------------------------------------------------------------- dependencies
 
@@ -146,6 +147,17 @@ def test_the_ring_is_bounded_in_lines_and_bytes() -> None:
 def test_long_lines_are_cut_with_a_marker_and_control_characters_escaped() -> None:
     assert clean_line("a\x00b\x1b[1m\tc\x7f") == "a\\x00b\\x1b[1m\tc\\x7f"
     assert clean_line("z" * 5000).endswith("z [... 904 more characters cut]")
+
+
+def test_a_line_longer_than_the_pipe_bound_is_one_cut_line_and_the_next_lines_are_intact() -> None:
+    splitter = LineSplitter(max_line=10)
+    lines = splitter.feed(b"short\n" + b"\xc3\xa9" * 8)  # 16 characters, 32 bytes
+    lines += splitter.feed("é".encode() * 100 + b"\nnext\r\nlast")
+    lines += splitter.flush()
+    assert lines == ["short", "ééééé [... 103 more characters cut]", "next", "last"]
+    assert clean_line(lines[1]) == lines[1], "a line cut by the pipe keeps its count"
+    assert clean_line("q" * 5000 + " [... 100 more characters cut]").endswith("q [... 1004 more characters cut]")
+    assert splitter.feed(b"x" * 25) == [] and splitter.flush() == ["x" * 10 + " [... 15 more characters cut]"]
 
 
 def test_tail_interleaves_every_resource_in_arrival_order() -> None:

@@ -6,7 +6,9 @@ logger, which writes to stderr): at most :data:`MAX_LINES` lines and
 the process, so the last lines of a resource that crashed stay readable.
 
 A line longer than :data:`MAX_LINE_CHARS` is cut and ends with a visible
-marker (:data:`CUT_MARKER`). Control characters (binary garbage on a pipe)
+marker (:data:`CUT_MARKER`) that counts the characters cut, however long the
+line was: the pipe reader keeps only a line's first :data:`MAX_LINE_BYTES`
+bytes and counts the rest as it arrives (:mod:`sghost.process.lines`). Control characters (binary garbage on a pipe)
 are shown as ``\\xNN``; bytes that are not UTF-8 arrive as U+FFFD, so nothing
 a child writes breaks the ring or the terminal of whoever reads it.
 
@@ -26,13 +28,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from sghost.process.lines import CUT_MARKER, MAX_LINE_BYTES, cut_line
+
 MAX_LINES = 1000
 """Lines kept per resource."""
 MAX_BYTES = 256 * 1024
 """Bytes kept per resource: each line's text (UTF-8) plus 200 bytes for its objects, about its memory."""
 MAX_LINE_CHARS = 4096
-"""Characters kept of one line; the rest is replaced by the cut marker."""
-CUT_MARKER = " [... {count} more characters cut]"
+"""Characters kept of one line; the rest is replaced by the cut marker (CUT_MARKER, from sghost.process.lines)."""
 MAX_FOLLOWERS = 16
 MAX_FOLLOWER_BACKLOG = 1 << 20
 """Bytes waiting for one ``sghost logs -f`` reader before it is disconnected."""
@@ -47,10 +50,7 @@ log = logging.getLogger("sghost")
 
 def clean_line(text: str) -> str:
     """A line as kept: control characters escaped, cut at MAX_LINE_CHARS with a marker."""
-    text = text.translate(_CONTROL)
-    if len(text) > MAX_LINE_CHARS:
-        text = text[:MAX_LINE_CHARS] + CUT_MARKER.format(count=len(text) - MAX_LINE_CHARS)
-    return text
+    return cut_line(text.translate(_CONTROL), MAX_LINE_CHARS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,4 +193,7 @@ def _by_sequence(line: LogLine) -> int:
     return line.sequence
 
 
-__all__ = ["CUT_MARKER", "DEFAULT_TAIL", "MAX_BYTES", "MAX_LINES", "MAX_LINE_CHARS", "LogBook", "LogLine", "LogRing"]
+__all__ = [
+    "CUT_MARKER", "DEFAULT_TAIL", "MAX_BYTES", "MAX_LINES", "MAX_LINE_BYTES", "MAX_LINE_CHARS", "LogBook", "LogLine",
+    "LogRing",
+]
