@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -135,3 +136,62 @@ def test_one_run_per_resource_and_state_at_a_time_and_the_rest_is_logged(tmp_pat
     assert sorted(lines(runs)) == ["running", "starting"]
     assert "ended after its timeout" in caplog.text
     assert "2 change(s) skipped" not in caplog.text and "1 change(s) skipped while it ran" in caplog.text
+
+
+class VirtualTime:
+    """The hook runner's clock and timers, advanced by the test: what is asserted is when sghost acts, not how fast."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.due: list[tuple[float, int, object]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback) -> None:
+        self.due.append((self.now + delay, len(self.due), callback))
+
+    def run_until(self, limit: float) -> None:
+        """Run every timer due up to ``limit`` seconds, in order, moving the clock to each."""
+        while self.due:
+            self.due.sort(key=lambda entry: entry[:2])
+            if self.due[0][0] > limit:
+                break
+            self.now, _order, callback = self.due.pop(0)
+            callback()
+        self.now = max(self.now, limit)
+
+
+def test_a_hook_that_ignores_sigterm_is_gone_within_hook_timeout_plus_one_second(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from types import SimpleNamespace
+
+    from sghost.config.integrations import HooksConfig
+    from sghost.host import hooks
+
+    pid_file = tmp_path / "pid"
+    stubborn = script(tmp_path / "stubborn.sh", f"#!/bin/sh\ntrap '' TERM\necho $$ > {pid_file}.tmp\n"
+                      f"mv {pid_file}.tmp {pid_file}\nwhile :; do sleep 0.05; done\n")
+    clock = VirtualTime()
+    monkeypatch.setattr(hooks, "time", SimpleNamespace(monotonic=clock.monotonic, sleep=lambda _: None))
+    timeout = 2.0
+    runner = hooks.HookRunner(HooksConfig(on_state=(str(stubborn),), hook_timeout=timeout), "gw", clock)
+    runner.state_changed("alpha", "stopped", "", 0)
+    runner.state_changed("alpha", "starting", "", 0)
+    assert wait_until(pid_file.exists, timeout=10), "the hook did not start"
+    pid = int(pid_file.read_text())
+
+    def gone() -> bool:
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+    try:
+        clock.run_until(timeout + 1.0)
+        assert wait_until(gone, timeout=10), (
+            f"the hook (pid {pid}) ignoring SIGTERM was not killed within hook_timeout {timeout} s + 1 s"
+        )
+        clock.run_until(timeout + 1.5)  # the runner's next look reaps it
+        assert runner.running == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # whatever happened, no hook outlives the test

@@ -4,7 +4,8 @@ The supervisor's loop is single-threaded and must never wait for a hook, so a
 hook is started with :class:`subprocess.Popen` (argv, no shell, stdin from
 /dev/null, all other descriptors closed, a session and process group of its
 own) and reaped by a timer on that loop. A hook that outlives ``hook_timeout``
-gets SIGTERM on its group, then SIGKILL after :data:`KILL_GRACE`. A hook that
+gets SIGTERM on its group, then SIGKILL after :data:`KILL_GRACE`: it is gone
+within ``hook_timeout`` + 1 s, even if it ignores SIGTERM. A hook that
 cannot start or ends with an error is logged; supervision never waits for it.
 
 Events (supervisord's event listeners are the model): ``on_state`` for every
@@ -33,8 +34,9 @@ from sghost.config.integrations import HooksConfig
 
 POLL_INTERVAL = 0.1
 """Seconds between checks of running hooks (only while some run)."""
-KILL_GRACE = 2.0
-"""Seconds between SIGTERM and SIGKILL for a hook past its timeout."""
+KILL_GRACE = 0.5
+"""Seconds between SIGTERM and SIGKILL for a hook past its timeout: with POLL_INTERVAL, a hook that
+ignores SIGTERM is gone within ``hook_timeout`` + 1 s."""
 FATAL = "fatal"
 BACKOFF = "backoff"
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
