@@ -424,3 +424,28 @@ def test_logs_show_a_very_long_line_cut_with_a_marker_and_the_lines_after_it(
     assert shown[-2:] == [cut, "after the long line"], [line[:80] + "..." + line[-60:] for line in shown]
     assert "line 12" in shown, "the lines before the long one are kept too"
     assert follower.stop() in (0, -signal.SIGINT)
+
+
+def test_a_resource_that_never_becomes_ready_shows_backoff_between_its_attempts(
+    mosquitto, mqtt_recorder, host_factory
+) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto, "data/w5/#")
+    # ready_timeout above policy.STABLE_AFTER: the process "ran long", yet it never started.
+    host_factory(
+        manifest_text(
+            mosquitto,
+            '[resources.w5_can]\ntype = "signaller"\nready_timeout = 2.5\nbackoff_initial = 0.2\n',
+            host="w5",
+        ),
+        env=env(),
+    )
+
+    def attempts() -> list[str]:
+        states = [message.payload for message in recorder.on("data/w5/w5_can_state")]
+        return states[states.index("starting"):] if "starting" in states else []
+
+    recorder.wait_until(lambda: len(attempts()) >= 5 or recorder.latest("data/w5/w5_can_restarts") == "3", 30)
+    assert attempts()[:5] == ["starting", "backoff", "starting", "backoff", "starting"], attempts()
+    assert recorder.latest("data/w5/w5_can_error") == (
+        "not ready within ready_timeout 2.5 s (context.ready() was not called)"
+    )

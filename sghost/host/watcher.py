@@ -329,8 +329,11 @@ class Watcher:
                 self.start()
             return
         refused = status == EXIT_BROKER_REFUSED  # a refusal proves the broker reachable
+        # A process that never became ready (ready_timeout, or an end during setup) did not run
+        # stably however long it took: it backs off, and the state shows backoff between attempts.
+        stable_for = 0.0 if self.state == STARTING else ran_for
         decision = self.tracker.decide(
-            time.monotonic(), ran_for, status, count_failure=refused or self.host.broker_reachable()
+            time.monotonic(), stable_for, status, count_failure=refused or self.host.broker_reachable()
         )
         if status == EXIT_TYPE_MISSING:
             decision = Decision(restart=True, delay=self.config.policy.backoff_max, fatal=True)
