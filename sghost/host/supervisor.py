@@ -8,15 +8,12 @@ health runs in a process of its own (sghost.health, sghost.metaresource).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import logging.handlers
 import os
-import selectors
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -25,29 +22,30 @@ from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
 from sghost import __version__
 from sghost.config.checked import load_checked
-from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig
+from sghost.config.manifest import HostConfig, ManifestError, ResourceConfig
 from sghost.config.reloadplan import plan_reload
 from sghost.health import metrics
 from sghost.health.reporting import MetaProcess
-from sghost.host import systemd, uplinkbridge
-from sghost.host.broker import BrokerError, EmbeddedBroker
+from sghost.host import systemd
+from sghost.host.broker import BrokerError
+from sghost.host.brokerlink import COMMANDS, BrokerLink
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
 from sghost.host.hooks import HookRunner
 from sghost.host.logfiles import log_handler
 from sghost.host.logring import MAX_FOLLOWERS, LogBook
+from sghost.host.loop import TICK, EventLoop
 from sghost.host.ordering import DependencyOrder
 from sghost.host.timers import Timers
 from sghost.host.watcher import BACKOFF, FATAL, RUNNING, STOPPED, WAITING, Watcher
+from sghost.host.zygotelink import ProcessOwner, ZygoteLink
 from sghost.plugins import PluginRegistry
-from sghost.process import oslevel, zygote
+from sghost.process import oslevel
 from sghost.process.pipes import ChildPipes
 from sghost.process.spec import META, RESOURCE, ChildSpec
 
 log = logging.getLogger("sghost")
 output_log = logging.getLogger("sghost.resource")
 
-TICK = 1.0
-COMMANDS = ("start", "stop", "restart", "rebirth")
 META_STOP_TIMEOUT = 5.0
 STATE_FIELDS = ("state", "restarts", "pid", "error", "waiting_for")
 """Published the moment they change; cpu, memory and uptime every health_interval."""
@@ -64,36 +62,22 @@ RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.meta
 """What the zygote runs for each kind of process; named, not imported: the supervisor never loads paho."""
 
 
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str | tuple[str, ...]
-    port: int
-    protocol: str
-
-
 class Supervisor:
     """Runs every resource of one manifest until SIGTERM or SIGINT."""
 
     def __init__(self, config: HostConfig, registry: PluginRegistry) -> None:
         self.config = config
         self.registry = registry
-        self.timers = Timers()
-        self.selector = selectors.DefaultSelector()
+        self.loop = EventLoop()
+        self.timers: Timers = self.loop.timers
         self.watchers: dict[str, Watcher] = {}
         self.started_at = time.monotonic()
-        self._pipe_owner: dict[int, ChildPipes] = {}
-        self._tokens: dict[int, Any] = {}
-        self._pids: dict[int, Any] = {}
-        self._next_token = 0
         self._stopping = False
         self._meta_stopping = False
         self._done = False
         self._exit_code = EXIT_OK
-        self._broker: EmbeddedBroker | None = None
-        self._address: BrokerAddress | None = None
-        self._zygote_pid = 0
-        self._zygote_sock: socket.socket | None = None
-        self._signal_r = -1
+        self.brokers = BrokerLink(lambda: self.config)
+        self.zygote = ZygoteLink(self.loop, self._process_ended, self._zygote_lost)
         self.health: MetaProcess | None = None
         self._processes: dict[int, psutil.Process] = {}
         self._next_health = 0.0
@@ -116,20 +100,19 @@ class Supervisor:
 
     def run(self) -> int:
         """Start everything, serve until asked to stop, stop everything; return the exit code."""
-        self._install_signals()  # first: a SIGTERM during start-up must still stop cleanly
+        self.loop.install_signals(self._signal)  # first: a SIGTERM during start-up must still stop cleanly
         for warning in self.config.warnings:
             log.warning("%s", warning)
         try:
             self.control = self._open_control()
-            self._address = self._start_broker()
+            address = self.brokers.start()
         except (BrokerError, ControlError) as error:
             log.error("%s", error)
             if self.control is not None:
                 self.control.close()
             return EXIT_FAILURE
-        self._zygote_pid, self._zygote_sock = zygote.start_zygote(self.registry, RUNNERS)
-        self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
-        self.health = MetaProcess(self, self._spec_for_host(), output_log)
+        self.zygote.start(self.registry, RUNNERS)
+        self.health = MetaProcess(self, self.brokers.meta_resource_spec(), output_log)
         self.health.start()
         if self.config.remote_control:
             self._log_remote_control()
@@ -137,7 +120,7 @@ class Supervisor:
             self._add_watcher(config)
         log.info(
             "sghost %s: host %r, %d resource(s), broker %s:%s",
-            __version__, self.config.name, len(self.watchers), _shown_host(self._address.host), self._address.port,
+            __version__, self.config.name, len(self.watchers), _shown_host(address.host), address.port,
         )
         self._publish_all()
         self._next_health = time.monotonic() + self.config.health_interval
@@ -145,7 +128,7 @@ class Supervisor:
         self._start_systemd_watchdog()
         systemd.ready(f"{len(self.watchers)} resource(s)")
         try:
-            self._serve()
+            self.loop.serve(lambda: self._done, self._after_each_turn)
         finally:
             self._cleanup()
         return self._exit_code
@@ -160,22 +143,9 @@ class Supervisor:
         self.order.stop_in_order(list(self.watchers))  # dependents first
         self._finish_if_stopped()
 
-    def _serve(self) -> None:
-        while not self._done:
-            timeout = self.timers.next_delay(TICK)
-            for key, _mask in self.selector.select(timeout):
-                kind, owner = key.data
-                if kind == "pipe":
-                    owner.read(key.fd)
-                elif kind == "zygote":
-                    self._read_zygote()
-                elif kind == "signal":
-                    self._read_signals()
-                elif kind == "control" and self.control is not None:
-                    self.control.handle_ready()
-            self.timers.run_due()
-            if self._stopping:
-                self._finish_if_stopped()
+    def _after_each_turn(self) -> None:
+        if self._stopping:
+            self._finish_if_stopped()
 
     def _finish_if_stopped(self) -> None:
         if self._meta_stopping:
@@ -213,13 +183,8 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         self.hooks.close()
-        if self._zygote_sock is not None:
-            self._zygote_sock.close()
-            self._zygote_sock = None
-        if self._zygote_pid:
-            _wait_for_exit(self._zygote_pid, 3.0)
-        if self._broker is not None:
-            self._broker.stop()
+        self.zygote.close()
+        self.brokers.stop()
         if self.control is not None:
             self.control.close()
         self.logbook.close()
@@ -230,7 +195,7 @@ class Supervisor:
             socket_path_for(self.config.path, self.config.runtime_dir), make_handler(self), manifest=self.config.path
         )
         control.open()
-        self.selector.register(control, selectors.EVENT_READ, ("control", None))
+        self.loop.register(control, control.handle_ready)
         return control
 
     def _start_systemd_watchdog(self) -> None:
@@ -253,65 +218,8 @@ class Supervisor:
         else:
             log.info("remote control is off")
 
-    def _start_broker(self) -> BrokerAddress:
-        broker = self.config.broker
-        if broker.embedded:
-            self._broker = EmbeddedBroker(broker.port, workdir=None, extra_config=self._uplink_lines())
-            self._broker.start()
-            log.info("embedded broker (%s) on %s:%d", self._broker.kind, self._broker.host, self._broker.port)
-        return self._address_for(broker)
-
-    def _uplink_lines(self) -> list[str]:
-        if self.config.uplink is None:
-            return []
-        uplink = self.config.uplink
-        log.info(
-            "uplink to %s under %s (queued in %s)",
-            ", ".join(f"{h}:{p}" for h, p in uplink.addresses), uplink.remote_prefix, uplink.state_dir,
-        )
-        return uplinkbridge.config_lines(uplink, self.config.name)
-
-    def _address_for(self, broker: BrokerConfig) -> BrokerAddress:
-        """Where resources connect: the manifest's broker, or the embedded one (amqtt speaks MQTT 3.1.1 only)."""
-        if not broker.embedded or self._broker is None:
-            return BrokerAddress(broker.host, broker.port, broker.protocol)
-        protocol = broker.protocol if self._broker.kind == "mosquitto" else "MQTTv311"
-        return BrokerAddress(self._broker.host, self._broker.port, protocol)
-
-    def _spec_for_host(self) -> ChildSpec:
-        spec = self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
-        commands = COMMANDS if self.config.remote_control else ()
-        uplink_topics: tuple[str, ...] = ()
-        if self._uplink is not None:
-            uplink_topics = (uplinkbridge.state_topic(self.config.name), *uplinkbridge.SYS_QUEUED_TOPICS)
-        return dataclasses.replace(spec, role=META, commands=commands, uplink_topics=uplink_topics)
-
     def child_spec(self, config: ResourceConfig) -> ChildSpec:
-        certificates = config.certificate_directory or self.config.broker.certificate_directory
-        spec = self._spec(config.name, config.type, dict(config.settings), certificates)
-        return dataclasses.replace(
-            spec, watchdog=config.policy.watchdog, environment=dict(config.environment),
-            user=config.user, group=config.group,
-        )
-
-    def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:
-        broker = self.config.broker
-        assert self._address is not None
-        return ChildSpec(
-            name=name,
-            type_name=type_name,
-            settings=settings,
-            host=self._address.host,
-            port=self._address.port,
-            certificate_directory=str(certificates) if certificates else None,
-            protocol=self._address.protocol,
-            qos=broker.qos,
-            keepalive=broker.keepalive,
-            username=broker.username,
-            password=broker.read_password(),
-            tls_insecure=broker.tls_insecure,
-            base_directory=str(self.config.path.parent),
-        )
+        return self.brokers.child_spec(config)
 
     def unready_dependencies(self, watcher: Watcher) -> list[str]:
         return self.order.unready(watcher)
@@ -388,78 +296,32 @@ class Supervisor:
             logger.addHandler(handler)
         return logger
 
-    def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None:
+    def spawn(self, owner: ProcessOwner, spec: ChildSpec, fds: list[int]) -> None:
         """Ask the zygote for a process; ``owner`` (a Watcher or the MetaProcess) hears how it went."""
-        assert self._zygote_sock is not None
-        self._next_token += 1
-        self._tokens[self._next_token] = owner
-        zygote.send_packet(self._zygote_sock, {"op": "spawn", "token": self._next_token, "spec": spec}, fds)
+        self.zygote.spawn(owner, spec, fds)
 
     def watch_pipes(self, pipes: ChildPipes, fds: list[int]) -> None:
-        for fd in fds:
-            self._pipe_owner[fd] = pipes
-            self.selector.register(fd, selectors.EVENT_READ, ("pipe", pipes))
+        self.loop.watch_pipes(pipes, fds)
 
     def unwatch_pipe(self, fd: int) -> None:
-        if self._pipe_owner.pop(fd, None) is not None:
-            self.selector.unregister(fd)
+        self.loop.unwatch_pipe(fd)
 
-
-    def _read_zygote(self) -> None:
-        assert self._zygote_sock is not None
-        try:
-            message, fds = zygote.receive_packet(self._zygote_sock)
-        except OSError:
-            message, fds = None, []
-        for fd in fds:
-            os.close(fd)
-        if message is None:
-            self._zygote_lost()
-            return
-        op = message["op"]
-        if op == "spawned":
-            owner = self._tokens.pop(message["token"])
-            self._pids[message["pid"]] = owner
-            owner.spawned(message["pid"])
-        elif op == "spawn_failed":
-            self._tokens.pop(message["token"]).spawn_failed(message["error"])
-        elif op == "exited":
-            owner = self._pids.pop(message["pid"], None)
-            self._processes.pop(message["pid"], None)
-            if owner is not None:
-                owner.exited(message["status"])
+    def _process_ended(self, pid: int) -> None:
+        self._processes.pop(pid, None)
 
     def _zygote_lost(self) -> None:
-        log.error("the zygote (pid %d) is gone; its resources died with it: sghost exits", self._zygote_pid)
-        if self._zygote_sock is not None:
-            self.selector.unregister(self._zygote_sock)
         self._exit_code = EXIT_FAILURE
         self._done = True
 
     # ------------------------------------------------------------- signals
 
-    def _install_signals(self) -> None:
-        read_end, write_end = os.pipe()
-        os.set_blocking(read_end, False)
-        os.set_blocking(write_end, False)
-        signal.set_wakeup_fd(write_end)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, lambda *_: None)
-        self._signal_r = read_end
-        self.selector.register(read_end, selectors.EVENT_READ, ("signal", None))
-
-    def _read_signals(self) -> None:
-        try:
-            received = os.read(self._signal_r, 512)
-        except BlockingIOError:
-            return
-        for signum in received:
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                log.info("received %s", signal.Signals(signum).name)
-                self.request_stop()
-            elif signum == signal.SIGHUP:
-                log.info("received SIGHUP: reloading %s", self.config.path)
-                self.reload()
+    def _signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            log.info("received %s", signal.Signals(signum).name)
+            self.request_stop()
+        elif signum == signal.SIGHUP:
+            log.info("received SIGHUP: reloading %s", self.config.path)
+            self.reload()
 
     # ------------------------------------------------------------ commands
 
@@ -530,7 +392,7 @@ class Supervisor:
         self.hooks.config = plan.config.hooks
         if remote_control_changed:
             self._log_remote_control()
-        self._address = self._address_for(plan.config.broker)
+        self.brokers.follow(plan.config.broker)
         if plan.reopen_logs:
             self._reopen_file_logs()
         for name in plan.removed:
@@ -588,7 +450,7 @@ class Supervisor:
             # Else the retained announcements would go on offering commands nobody obeys.
             topics = [build_topic(PREFIX_COMMANDAVAILABLE, self.config.name, op) for op in COMMANDS]
             self.health.capabilities_lost(topics)
-        self.health.restart(self._spec_for_host())
+        self.health.restart(self.brokers.meta_resource_spec())
 
     def _reconfigure(self, watcher: Watcher, config: ResourceConfig) -> None:
         watcher.reconfigure(config)
@@ -826,17 +688,6 @@ def health_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 def _shown_host(host: str | tuple[str, ...]) -> str:
     return host if isinstance(host, str) else "[" + ", ".join(host) + "]"
-
-
-def _wait_for_exit(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        finished, _status = os.waitpid(pid, os.WNOHANG)
-        if finished:
-            return
-        time.sleep(0.01)  # the zygote is stopping its children; it has no pipe to wait on
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
 
 
 __all__ = ["RUNNING", "Supervisor"]
