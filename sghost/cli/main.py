@@ -210,7 +210,7 @@ def _credential_flags(args: argparse.Namespace) -> list[str]:
 
 def _given_credentials(args: argparse.Namespace) -> BrokerConfig | str:
     """The credentials given with --broker, or the message that says what is wrong with them."""
-    from sghost.config.manifest import check_credential_files
+    from sghost.config.parsing import check_credential_files
 
     if args.password_file is not None and args.username is None:
         return "sghost status: --password-file needs --username"
