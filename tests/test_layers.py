@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = [
     ("sgframework",),
-    ("sghost", "sghost.hookspecs", "sghost.context", "sghost.plugins"),
+    ("sghost", "sghost.hookspecs", "sghost.context", "sghost.plugins", "sghost.suggest"),
     ("sghost.config", "sghost.deploy"),
     ("sghost.process",),
     ("sghost.health",),

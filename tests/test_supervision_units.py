@@ -124,7 +124,9 @@ def test_register_refuses_an_unknown_ready_mode() -> None:
 
     Plugin.register_resource_types = sghost.hookimpl(Plugin.register_resource_types)  # type: ignore[method-assign]
     info = PluginRegistry().register(Plugin, "bad-ready")
-    assert info.error == "ValueError: ready of resource type \"t\" must be one of connected, signal, not 'whenever'"
+    assert info.error == (
+        "ValueError: ready of resource type \"t\": 'whenever' is not a ready mode; expected one of connected, signal"
+    )
 
 
 # --------------------------------------------------------------------- log ring

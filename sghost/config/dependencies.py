@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sghost.config.suggest import did_you_mean
+from sghost.suggest import did_you_mean
 
 Graph = Mapping[str, Sequence[str]]
 """Resource name -> the names it depends on (``depends_on``), in manifest order."""

@@ -55,9 +55,9 @@ from sghost.config.parsing import (
     show,
     string,
 )
-from sghost.config.suggest import did_you_mean
 from sghost.config.uplink import UplinkConfig
 from sghost.plugins import settings_directory_set
+from sghost.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 """The values of ``restart``."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from sgframework import constants
 from sgframework.topics import validate_name
-from sghost.config.suggest import did_you_mean
+from sghost.suggest import did_you_mean
 
 CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
 """The files a ``certificate_directory`` must hold."""
