@@ -36,7 +36,8 @@ def test_depends_on_must_be_an_array_of_names_without_repeats(tmp_path: Path) ->
     with pytest.raises(ManifestError) as caught:
         load_manifest(manifest)
     assert caught.value.problems == [
-        f'{manifest}: resources.a.depends_on: expected an array of resource names, e.g. depends_on = ["canbus"]',
+        f'{manifest}: resources.a.depends_on: got "b" (a string); expected an array of resource names, '
+        'e.g. depends_on = ["canbus"]',
         f"{manifest}: resources.b.depends_on: names a resource twice; expected each dependency once",
     ]
 
