@@ -28,6 +28,7 @@ from typing import Any
 from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
+from sghost.health import metamessages as msg
 from sghost.health.homeassistant import Discovery, Gateway, ResourceInfo
 from sghost.health.uplinkstate import UplinkWatch
 from sghost.process import events
@@ -191,24 +192,24 @@ class RemoteBridge:
 
 
 def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, Any]) -> bool:
-    """Carry out one message from the supervisor; return False for ``stop``."""
+    """Carry out one message from the supervisor (:mod:`sghost.health.metamessages`); return False for ``stop``."""
     op = message.get("op")
-    if op == "update":
+    if op == msg.UPDATE:
         publisher.update(message["name"], message["values"])
-    elif op == "health":
+    elif op == msg.HEALTH:
         publisher.publish_health(message["document"])
-    elif op == "lost":
+    elif op == msg.LOST:
         publisher.capabilities_lost(message["topics"])
-    elif op == "forget":
+    elif op == msg.FORGET:
         publisher.forget(message["name"])
-    elif op == "homeassistant":
+    elif op == msg.HOMEASSISTANT:
         publisher.homeassistant(message)
-    elif op == "answer":
+    elif op == msg.ANSWER:
         bridge.answer(message["id"], message["text"])
-    elif op == "rebirth":
+    elif op == msg.REBIRTH:
         sent = publisher.resource.republish()
         log.info("rebirth: %d message(s) published again", sent)
-    elif op == "stop":
+    elif op == msg.STOP:
         return False
     return True
 
@@ -266,7 +267,10 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
             if not chunk:
                 break  # the supervisor is gone
             for line in splitter.feed(chunk):
-                if not apply(publisher, bridge, json.loads(line)):
+                message = msg.decode(line)
+                if message is None:
+                    log.warning("ignored a line from the supervisor that is not a message: %.80s", line)
+                elif not apply(publisher, bridge, message):
                     stopping.set()
     publisher.stop()
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 from sghost import __version__
 from sghost.config.manifest import HostConfig
 from sghost.health import metrics
+from sghost.health.metamessages import DiscoveryResource
 from sghost.health.reporting import MetaProcess
 from sghost.host.eventstream import (
     DesiredStateApplied,
@@ -101,13 +102,13 @@ class DiscoveryFollower:
         types = self.registry.types
         versions = {info.name: info.version or "" for info in self.registry.plugins}
         resources = {
-            name: {
-                "type_name": resource.type,
-                "version": versions.get(types[resource.type].plugin, "") if resource.type in types else "",
-            }
+            name: DiscoveryResource(
+                type_name=resource.type,
+                version=versions.get(types[resource.type].plugin, "") if resource.type in types else "",
+            )
             for name, resource in config.resources.items()
         }
-        meta.homeassistant({
-            "discovery": settings.discovery, "prefix": settings.prefix, "version": __version__,
-            "remote_control": config.remote_control, "resources": resources,
-        })
+        meta.homeassistant(
+            discovery=settings.discovery, prefix=settings.prefix, version=__version__,
+            remote_control=config.remote_control, resources=resources,
+        )
