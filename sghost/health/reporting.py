@@ -1,8 +1,9 @@
-"""The supervisor's side of health reporting: dead bands, and the meta-resource process that publishes.
+"""The supervisor's side of the meta-resource: dead bands, and the handle on the meta-resource's process.
 
-The meta-resource (``sghost.metaresource``) runs in a process of its own; the
-supervisor drives it through :class:`MetaProcess`, which has the same
-operations a publisher has and sends them as JSON lines on a pipe.
+The meta-resource (:mod:`sghost.health.metaresource`, sghost's own resource that
+publishes every resource's health) runs in a process of its own; the supervisor
+drives it through :class:`MetaResourceProcess`, which sends the messages of
+:mod:`sghost.health.metamessages` as JSON lines on a pipe.
 """
 
 from __future__ import annotations
@@ -58,23 +59,23 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
 
 
-class MetaHost(PipeHost, Protocol):
+class MetaResourceHost(PipeHost, Protocol):
     """What the meta-resource's handle needs from the supervisor."""
 
     timers: Scheduler
 
     def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None: ...
     def command(self, op: str, name: str) -> tuple[bool, str]: ...
-    def meta_spawned(self, restarted: bool) -> None: ...
-    def meta_stopped(self) -> None: ...
+    def meta_resource_spawned(self, restarted: bool) -> None: ...
+    def meta_resource_stopped(self) -> None: ...
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
-    def meta_moved(self) -> None: ...
+    def meta_resource_moved(self) -> None: ...
 
 
-class MetaProcess:
+class MetaResourceProcess:
     """The supervisor's handle on the meta-resource process."""
 
-    def __init__(self, host: MetaHost, spec: ChildSpec, output: logging.Logger) -> None:
+    def __init__(self, host: MetaResourceHost, spec: ChildSpec, output: logging.Logger) -> None:
         self.host = host
         self.spec = spec
         self.output = output
@@ -108,10 +109,10 @@ class MetaProcess:
         self._spawns += 1
 
     def stop(self) -> None:
-        """Ask the process to publish presence ``False`` and end; ``meta_stopped`` follows."""
+        """Ask the process to publish presence ``False`` and end; ``meta_resource_stopped`` follows."""
         self.stopping = True
         if self.pid is None:
-            self.host.meta_stopped()
+            self.host.meta_resource_stopped()
             return
         self._send(msg.Stop(op=msg.STOP))
 
@@ -126,7 +127,7 @@ class MetaProcess:
     def spawned(self, pid: int) -> None:
         self.pid = pid
         self._last_heartbeat = time.monotonic()
-        self.host.meta_spawned(restarted=self._spawns > 1)
+        self.host.meta_resource_spawned(restarted=self._spawns > 1)
         if self.stopping:
             self._send(msg.Stop(op=msg.STOP))
 
@@ -150,7 +151,7 @@ class MetaProcess:
 
     def _ended(self) -> None:
         if self.stopping:
-            self.host.meta_stopped()
+            self.host.meta_resource_stopped()
         else:
             self.host.timers.call_later(RESPAWN_DELAY, self.start)
 
@@ -166,7 +167,7 @@ class MetaProcess:
             if isinstance(event.get("broker"), str) and event["broker"] != self.broker:
                 self.broker = event["broker"]
                 log.info("meta-resource %s connected to the broker at %s", self.name, self.broker)
-                self.host.meta_moved()
+                self.host.meta_resource_moved()
         elif kind == events.REMOTE:
             op, name = str(event.get("op", "")), str(event.get("payload", ""))
             ok, message = self.host.command(op, name) if name else (False, f"{op} needs a resource name as payload")
@@ -223,7 +224,7 @@ class MetaProcess:
 
     def _send(self, message: msg.MetaMessage) -> None:
         if self.pipes.inbound is None:
-            return  # between a crash and the respawn; meta_spawned() sends everything again
+            return  # between a crash and the respawn; meta_resource_spawned() sends everything again
         self._backlog += msg.encode(message)
         self.flush()
 

@@ -13,7 +13,7 @@ from sghost import __version__
 from sghost.config.manifest import HostConfig
 from sghost.health import metrics
 from sghost.health.metamessages import DiscoveryResource
-from sghost.health.reporting import MetaProcess
+from sghost.health.reporting import MetaResourceProcess
 from sghost.host.eventstream import (
     DesiredStateApplied,
     Event,
@@ -77,7 +77,7 @@ class DiscoveryFollower:
 
     def __init__(
         self, config: Callable[[], HostConfig], registry: PluginRegistry,
-        meta_resource: Callable[[], MetaProcess | None],
+        meta_resource: Callable[[], MetaResourceProcess | None],
     ) -> None:
         self.config = config
         self.registry = registry

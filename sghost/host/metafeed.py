@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sghost.health import metrics
-from sghost.health.reporting import MetaProcess
+from sghost.health.reporting import MetaResourceProcess
 from sghost.host.eventstream import (
     CapabilitiesLost,
     Event,
@@ -60,7 +60,7 @@ class MetaResourceFeed:
         self,
         stream: EventStream,
         timers: Timers,
-        meta_resource: Callable[[], MetaProcess | None],
+        meta_resource: Callable[[], MetaResourceProcess | None],
         watchers: Mapping[str, Watcher],
         uplink: Callable[[], Mapping[str, Any] | None],
         sample_now: Callable[[], None],
@@ -105,7 +105,7 @@ class MetaResourceFeed:
                     meta.update(name, {key: fields[key] for key in STATE_FIELDS})
                 self.sample_now()
 
-    def _publish_sampled(self, meta: MetaProcess, sampled: Mapping[str, Any]) -> None:
+    def _publish_sampled(self, meta: MetaResourceProcess, sampled: Mapping[str, Any]) -> None:
         document = {key: value for key, value in sampled.items() if key != metrics.PROCESSES}
         # not part of the health document: it would change at every sample
         document["resources"] = resources = {name: dict(values) for name, values in sampled["resources"].items()}
@@ -152,7 +152,7 @@ class MetaResourceFeed:
             document["uplink"] = dict(uplink)
         self._send(meta, document)
 
-    def _send(self, meta: MetaProcess, document: dict[str, Any]) -> None:
+    def _send(self, meta: MetaResourceProcess, document: dict[str, Any]) -> None:
         self._document = document
         meta.publish_health(document)
         self.stream.publish(HealthDocumentReady(document))

@@ -20,7 +20,7 @@ from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
 from sghost import __version__
 from sghost.config.manifest import HostConfig, ManifestError
-from sghost.health.reporting import MetaProcess
+from sghost.health.reporting import MetaResourceProcess
 from sghost.host import desiredstate, systemd
 from sghost.host.broker import BrokerError
 from sghost.host.brokerlink import COMMANDS, BrokerLink
@@ -55,7 +55,7 @@ output_log = logging.getLogger("sghost.resource")
 META_STOP_TIMEOUT = 5.0
 EXIT_OK = 0
 EXIT_FAILURE = 1
-RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta"}
+RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta_resource"}
 """What the zygote runs for each kind of process; named, not imported: the supervisor never loads paho."""
 
 
@@ -68,7 +68,7 @@ class Supervisor:
     (:mod:`~sghost.host.sampling`); the broker and the uplink
     (:mod:`~sghost.host.brokerlink`, :mod:`~sghost.host.uplinkstatus`); and the
     followers of the event stream (:mod:`~sghost.host.eventstream`). It serves
-    ``reporting.MetaHost`` for the meta-resource and ``control.Controllable``
+    ``reporting.MetaResourceHost`` for the meta-resource and ``control.Controllable``
     for the control socket.
     """
 
@@ -77,7 +77,7 @@ class Supervisor:
         self.stream = EventStream()
         self.loop = EventLoop()
         self.timers: Timers = self.loop.timers
-        self.meta: MetaProcess | None = None
+        self.meta_resource: MetaResourceProcess | None = None
         self.control: ControlServer | None = None
         self._stopping = False
         self._meta_stopping = False
@@ -92,7 +92,9 @@ class Supervisor:
             broker_reachable=self.broker_reachable, stopping=lambda: self._stopping,
         )
         self.watchers = self.table.watchers
-        self.sampler = Sampler(self._config, self.watchers, lambda: self.meta, self._uplink_status, self.stream)
+        self.sampler = Sampler(
+            self._config, self.watchers, lambda: self.meta_resource, self._uplink_status, self.stream,
+        )
         self.desired = DesiredState(
             config, self.table, self.brokers, self.stream,
             restart_meta_resource=self._restart_meta, reopen_file_logs=self.table.reopen_file_logs,
@@ -104,10 +106,11 @@ class Supervisor:
     def _subscribe_followers(self) -> None:
         """In this order: hooks, Home Assistant, the metrics file, then the meta-resource's topics."""
         self.stream.subscribe(HookFollower(self.hooks, self._config))
-        self.stream.subscribe(DiscoveryFollower(self._config, self.registry, lambda: self.meta))
+        self.stream.subscribe(DiscoveryFollower(self._config, self.registry, lambda: self.meta_resource))
         self.stream.subscribe(MetricsFile(self._config))
         self.stream.subscribe(MetaResourceFeed(
-            self.stream, self.timers, lambda: self.meta, self.watchers, self._uplink_status, self.sampler.sample,
+            self.stream, self.timers, lambda: self.meta_resource, self.watchers, self._uplink_status,
+            self.sampler.sample,
         ))
 
     @property
@@ -141,8 +144,8 @@ class Supervisor:
                 self.control.close()
             return EXIT_FAILURE
         self.zygote.start(self.registry, RUNNERS)
-        self.meta = MetaProcess(self, self.brokers.meta_resource_spec(), output_log)
-        self.meta.start()
+        self.meta_resource = MetaResourceProcess(self, self.brokers.meta_resource_spec(), output_log)
+        self.meta_resource.start()
         if self.config.remote_control:
             self._log_remote_control()
         self.desired.apply(self.config)  # the first desired state, onto an empty table
@@ -192,16 +195,16 @@ class Supervisor:
                 watcher.stop()
         self.sampler.sample()
         self._meta_stopping = True
-        if self.meta is None:
-            self.meta_stopped()
+        if self.meta_resource is None:
+            self.meta_resource_stopped()
             return
-        self.meta.stop()
+        self.meta_resource.stop()
         self.timers.call_later(META_STOP_TIMEOUT, self._kill_meta)
 
     def _kill_meta(self) -> None:
-        if self.meta is not None and self.meta.pid is not None:
+        if self.meta_resource is not None and self.meta_resource.pid is not None:
             log.warning("the meta-resource did not stop within %g s: SIGKILL", META_STOP_TIMEOUT)
-            oslevel.kill_group(self.meta.pid, signal.SIGKILL)
+            oslevel.kill_group(self.meta_resource.pid, signal.SIGKILL)
 
     def _cleanup(self) -> None:
         self.hooks.close()
@@ -240,8 +243,8 @@ class Supervisor:
         if now >= self._next_health:
             self._next_health = now + self.config.health_interval
             self.sampler.sample()
-        if self.meta is not None:
-            self.meta.check()
+        if self.meta_resource is not None:
+            self.meta_resource.check()
         if not self._done:
             self.timers.call_later(self._tick_interval(), self._tick)
 
@@ -257,10 +260,10 @@ class Supervisor:
         self._exit_code = EXIT_FAILURE
         self._done = True
 
-    # ------------------------------------------------ reporting.MetaHost
+    # ------------------------------------------------ reporting.MetaResourceHost
 
     def spawn(self, owner: ProcessOwner, spec: ChildSpec, fds: list[int]) -> None:
-        """Ask the zygote for a process; ``owner`` (a Watcher or the MetaProcess) hears how it went."""
+        """Ask the zygote for a process; ``owner`` (a Watcher or the MetaResourceProcess) hears how it went."""
         self.zygote.spawn(owner, spec, fds)
 
     def watch_pipes(self, pipes: ChildPipes, fds: list[int]) -> None:
@@ -269,19 +272,19 @@ class Supervisor:
     def unwatch_pipe(self, fd: int) -> None:
         self.loop.unwatch_pipe(fd)
 
-    def meta_spawned(self, restarted: bool) -> None:
+    def meta_resource_spawned(self, restarted: bool) -> None:
         """The meta-resource process has its pid; a restarted one knows nothing yet: send it every state."""
-        assert self.meta is not None and self.meta.pid is not None
-        self.stream.publish(MetaResourceSpawned(self.meta.pid, restarted))
+        assert self.meta_resource is not None and self.meta_resource.pid is not None
+        self.stream.publish(MetaResourceSpawned(self.meta_resource.pid, restarted))
 
-    def meta_stopped(self) -> None:
+    def meta_resource_stopped(self) -> None:
         """The meta-resource has published presence False and ended: the stop is complete."""
         self._done = True
 
-    def meta_moved(self) -> None:
+    def meta_resource_moved(self) -> None:
         """The meta-resource connected to another broker node: the document says which."""
-        if self.meta is not None and self.meta.broker is not None:
-            self.stream.publish(MetaResourceConnected(self.meta.broker))
+        if self.meta_resource is not None and self.meta_resource.broker is not None:
+            self.stream.publish(MetaResourceConnected(self.meta_resource.broker))
 
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None:
         """The meta-resource saw the bridge change state, or mosquitto's counters move."""
@@ -299,13 +302,13 @@ class Supervisor:
 
     def _restart_meta(self, withdraw_commands: bool) -> None:
         """Reconnect the meta-resource with the current [broker] and remote_control."""
-        if self.meta is None:
+        if self.meta_resource is None:
             return
         if withdraw_commands:
             # Else the retained announcements would go on offering commands nobody obeys.
             topics = tuple(build_topic(PREFIX_COMMANDAVAILABLE, self.config.name, op) for op in COMMANDS)
             self.stream.publish(CapabilitiesLost(self.config.name, topics))
-        self.meta.restart(self.brokers.meta_resource_spec())
+        self.meta_resource.restart(self.brokers.meta_resource_spec())
 
     # ------------------------------------------- control.Controllable
 
@@ -314,9 +317,9 @@ class Supervisor:
         return self.table.command(op, name, self._rebirth_meta)
 
     def _rebirth_meta(self) -> str | None:
-        if self.meta is None:
+        if self.meta_resource is None:
             return None
-        self.meta.rebirth()
+        self.meta_resource.rebirth()
         return self.config.name
 
     def reload(self) -> tuple[bool, str]:
