@@ -53,3 +53,23 @@ def test_an_unsubscribed_listener_hears_nothing_more() -> None:
     unsubscribe()
     stream.publish(ResourceForgotten("b"))
     assert seen == [ResourceForgotten("a")]
+
+
+def test_every_event_has_a_kind_and_a_json_form() -> None:
+    import json
+    from pathlib import Path
+
+    from sghost.config.manifest import HostConfig
+    from sghost.host.eventstream import DesiredStateApplied, HostStopping, as_json
+
+    changed = as_json(ResourceStateChanged("taxisign", {"state": "running", "pid": 42}))
+    assert changed == {
+        "kind": "resource_state_changed", "name": "taxisign", "snapshot": {"state": "running", "pid": 42},
+        "retiring": False,
+    }
+    applied = as_json(DesiredStateApplied(HostConfig(path=Path("/etc/sghost/hostconfig.toml")), ("a",), (), (), True))
+    assert applied == {
+        "kind": "desired_state_applied", "manifest": "/etc/sghost/hostconfig.toml", "added": ["a"], "removed": [],
+        "changed": [], "initial": True,
+    }
+    assert json.loads(json.dumps(as_json(HostStopping()))) == {"kind": "host_stopping"}

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 from sghost.config.manifest import HostConfig
 
@@ -37,6 +37,8 @@ class ResourceStateChanged:
     :class:`ResourceForgotten` follows once it is stopped.
     """
 
+    kind: ClassVar[str] = "resource_state_changed"
+
     name: str
     snapshot: Mapping[str, Any]
     retiring: bool = False
@@ -46,12 +48,16 @@ class ResourceStateChanged:
 class ResourceForgotten:
     """A removed resource is stopped and gone from the table: its topics and records can go too."""
 
+    kind: ClassVar[str] = "resource_forgotten"
+
     name: str
 
 
 @dataclass(frozen=True)
 class CapabilitiesLost:
     """A process that announced ``topics`` ended (or the meta-resource withdraws commands): they are dead."""
+
+    kind: ClassVar[str] = "capabilities_lost"
 
     name: str
     topics: tuple[str, ...]
@@ -66,6 +72,8 @@ class HealthSampled:
     ``sghost.health.metrics.PROCESSES``. Subscribers must not change it.
     """
 
+    kind: ClassVar[str] = "health_sampled"
+
     document: Mapping[str, Any]
 
 
@@ -73,12 +81,16 @@ class HealthSampled:
 class HealthDocumentReady:
     """A new health document went to the meta-resource (``data/<host>/health``), as published."""
 
+    kind: ClassVar[str] = "health_document_ready"
+
     document: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class UplinkChanged:
     """The bridge to the central broker changed state (``connected`` / ``disconnected``)."""
+
+    kind: ClassVar[str] = "uplink_changed"
 
     state: str
     status: Mapping[str, Any]
@@ -89,6 +101,8 @@ class UplinkChanged:
 class MetaResourceSpawned:
     """The meta-resource process has its pid; a ``restarted`` one knows nothing yet."""
 
+    kind: ClassVar[str] = "meta_resource_spawned"
+
     pid: int
     restarted: bool
 
@@ -97,12 +111,16 @@ class MetaResourceSpawned:
 class MetaResourceConnected:
     """The meta-resource connected to the broker at ``broker`` (``host:port``; a node of a cluster)."""
 
+    kind: ClassVar[str] = "meta_resource_connected"
+
     broker: str
 
 
 @dataclass(frozen=True)
 class DesiredStateApplied:
     """A desired state (the first at start, then each reload or deployment) was applied to the table."""
+
+    kind: ClassVar[str] = "desired_state_applied"
 
     config: HostConfig
     added: tuple[str, ...]
@@ -114,6 +132,8 @@ class DesiredStateApplied:
 @dataclass(frozen=True)
 class HostStopping:
     """sghost was asked to stop: every resource stops, then the meta-resource."""
+
+    kind: ClassVar[str] = "host_stopping"
 
 
 Event = (
@@ -161,6 +181,21 @@ class EventStream:
                 log.exception("%s failed on %s; the other subscribers still get it", _named(listener), event)
 
 
+def as_json(event: Event) -> dict[str, Any]:
+    """The event as a JSON-ready object: ``{"kind": "resource_state_changed", "name": ..., ...}``.
+
+    A :class:`DesiredStateApplied` carries its manifest's path instead of the whole configuration.
+    """
+    if isinstance(event, DesiredStateApplied):
+        fields: dict[str, Any] = {
+            "manifest": str(event.config.path), "added": list(event.added), "removed": list(event.removed),
+            "changed": list(event.changed), "initial": event.initial,
+        }
+    else:
+        fields = asdict(event)
+    return {"kind": event.kind, **fields}
+
+
 def _named(listener: Listener) -> str:
     owner = getattr(listener, "__self__", None)
     return type(owner).__name__ if owner is not None else getattr(listener, "__qualname__", repr(listener))
@@ -180,4 +215,5 @@ __all__ = [
     "ResourceForgotten",
     "ResourceStateChanged",
     "UplinkChanged",
+    "as_json",
 ]
