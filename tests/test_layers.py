@@ -111,3 +111,34 @@ def test_every_runner_names_a_function_of_a_lower_layer() -> None:
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), (role, target)
         assert layer_of(module) < layer_of("sghost.host.supervisor"), (role, target)
+
+
+def _import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the first-party modules it imports (names resolved to the module that holds them)."""
+    modules = {module_name(path): path for path in SOURCES if module_name(path).startswith(package)}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        graph[module] = set()
+        for _line, name in imported_modules(path):
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                graph[module].add(name)
+    return graph
+
+
+def test_no_import_circle_inside_sghost() -> None:
+    graph = _import_graph("sghost")
+    circles: list[str] = []
+
+    def walk(module: str, path: list[str], done: set[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in path:
+                circles.append(" -> ".join([*path[path.index(imported):], imported]))
+            elif imported not in done:
+                done.add(imported)
+                walk(imported, [*path, imported], done)
+
+    for module in sorted(graph):
+        walk(module, [module], {module})
+    assert not circles, "\n".join(sorted(set(circles)))
