@@ -118,7 +118,9 @@ class ResourceTable:
         self.retiring.update(names)
         self.order.stop_in_order(names)
         for name in names:
-            self._forget_if_retired(self.watchers[name])
+            watcher = self.watchers.get(name)
+            if watcher is not None:  # one without a process (backoff, fatal) was forgotten as it stopped
+                self._forget_if_retired(watcher)
 
     def take_back(self, name: str, config: ResourceConfig) -> None:
         """Add ``name`` again: a new one, or one retired by an earlier reload and still stopping."""
