@@ -100,3 +100,11 @@ def test_loading_is_a_step_of_its_own_and_names_every_problem(tmp_path: Path) ->
     with pytest.raises(ManifestError) as caught:
         load(manifest, PluginRegistry())
     assert f'{manifest}: resources.a.restrat: unknown key; did you mean "restart"?' in str(caught.value)
+
+
+def test_a_deployment_can_restart_resources_whose_table_did_not_change() -> None:
+    first = desired(disabled("a"), disabled("b"))
+    host = Host(first)
+    host.desired.apply(first)
+    result = host.desired.apply(first, restart=["b", "not-there"])
+    assert (result.changed, result.untouched) == (("b",), ("a",))

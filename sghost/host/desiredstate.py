@@ -9,8 +9,9 @@ itself. :meth:`DesiredState.apply` never reads a file: loading is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +75,18 @@ class DesiredState:
         self.remote_control_changed = remote_control_changed
         self._initial = True
 
-    def apply(self, new: HostConfig) -> ApplyResult:
+    def apply(self, new: HostConfig, restart: Collection[str] = ()) -> ApplyResult:
         """Make the table run ``new``: start the added, stop the removed, restart the changed resources.
 
-        The first call (at start) finds an empty table, so every resource is added.
+        ``restart`` names resources to restart although their table is unchanged
+        (a deployment brought new code for their plugin). The first call (at
+        start) finds an empty table, so every resource is added.
         """
-        plan = plan_reload(self.config, new, self.table.current())
+        current = self.table.current()
+        plan = plan_reload(self.config, new, current)
+        forced = [name for name in restart if name in current and name in plan.config.resources]
+        if forced:
+            plan = dataclasses.replace(plan, changed=[*plan.changed, *(n for n in forced if n not in plan.changed)])
         for line in plan.deferred:
             log.warning("reload: %s", line)
         remote_control_changed = plan.config.remote_control != self.config.remote_control
