@@ -16,7 +16,6 @@ its own imports light (no paho, no sgframework).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 from sghost import hookspecs
+from sghost.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from sghost.context import ResourceContext
@@ -170,10 +170,6 @@ class UnknownResourceType(KeyError):
         return str(self.args[0]) if self.args else "unknown resource type"
 
 
-class _BadRegistration(Exception):
-    """A wrong call of ``register``; re-raised as ``ValueError``/``TypeError`` inside the plugin's hook."""
-
-
 def one_line_error(error: BaseException) -> str:
     """``"<ExceptionType>: <message>"`` on one line, as :attr:`PluginInfo.error` holds it."""
     message = " ".join(str(error).split())
@@ -256,11 +252,6 @@ class PluginRegistry:
         """Whether :meth:`load` loaded the entry points; ``None`` before it ran."""
         return self._autoload
 
-    @property
-    def plugin_manager(self) -> pluggy.PluginManager:
-        """The underlying pluggy manager (for hooks added later)."""
-        return self._pm
-
     def get(self, type_name: str) -> ResourceType:
         """The resource type ``type_name``; raises :class:`UnknownResourceType` (a ``KeyError``) saying why not."""
         try:
@@ -283,9 +274,9 @@ class PluginRegistry:
         named = [info for info in failed if info.name == type_name]
         for info in named or failed:
             parts.append(f'plugin "{info.name}" failed to load: {info.error}')
-        close = difflib.get_close_matches(type_name, list(self._types), n=1)
-        if close:
-            parts.append(f'did you mean "{close[0]}"?')
+        suggestion = did_you_mean(type_name, self._types)
+        if suggestion:
+            parts.append(suggestion)
         if self._autoload is False:
             parts.append(f"plugin autoload is off ({AUTOLOAD_DISABLE_ENV} is set)")
         return "; ".join(parts)
@@ -430,8 +421,8 @@ class PluginRegistry:
             for caller in self._pm.get_hookcallers(plugin) or []:
                 if caller.has_spec():
                     continue
-                close = difflib.get_close_matches(caller.name, known, n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else f" (sghost's hooks: {', '.join(known)})"
+                suggestion = did_you_mean(caller.name, known)
+                hint = f" ({suggestion})" if suggestion else f" (sghost's hooks: {', '.join(known)})"
                 raise pluggy.PluginValidationError(plugin, f'unknown hook "{caller.name}"{hint}') from None
             raise
 
@@ -453,8 +444,10 @@ class PluginRegistry:
             if error is None:
                 error = _registration_error(type_name, setup, check_settings, description)
             if error is None and ready not in READY_MODES:
+                suggestion = did_you_mean(str(ready), READY_MODES)
                 error = ValueError(
-                    f'ready of resource type "{type_name}" must be one of {", ".join(READY_MODES)}, not {ready!r}'
+                    f'ready of resource type "{type_name}": {ready!r} is not a ready mode; expected one of '
+                    f'{", ".join(READY_MODES)}' + (f"; {suggestion}" if suggestion else "")
                 )
             if error is None:
                 owner = self._types.get(type_name)

@@ -21,7 +21,7 @@ from sghost.config.manifest import (
     example_manifest,
     load_manifest,
 )
-from sghost.config.suggest import close_matches, did_you_mean
+from sghost.suggest import close_matches, did_you_mean
 
 TYPES = ("taxisign", "camera")
 

@@ -58,8 +58,8 @@ class FakeHost:
         self.calls: list[tuple[str, ...]] = []
         self.reload_ok = True
 
-    def snapshot(self) -> dict[str, Any]:
-        self.calls.append(("snapshot",))
+    def status(self) -> dict[str, Any]:
+        self.calls.append(("status",))
         return SNAPSHOT
 
     def command(self, op: str, name: str) -> tuple[bool, str]:
@@ -73,6 +73,13 @@ class FakeHost:
         if self.reload_ok:
             return True, "reloaded: 0 added, 0 removed, 0 restarted, 2 untouched"
         return False, "reload rejected, nothing changed:\nhostconfig.toml: resources.x.type: missing"
+
+    def logs(self, resource: str | None, count: int, follow: bool = False) -> tuple[bool, str, list[dict[str, Any]]]:
+        self.calls.append(("logs", str(resource)))
+        return True, "", []
+
+    def follow_logs(self, sock: socket.socket, resource: str | None) -> bool:
+        return False
 
 
 class ServerThread:
@@ -218,7 +225,7 @@ def test_round_trip_status_and_commands(xdg: Path, manifest: Path, host: FakeHos
         missing = request(manifest, {"op": "start"})
         assert missing["ok"] is False
         assert '"resource"' in missing["error"]
-    assert host.calls == [("snapshot",), ("restart", "taxisign"), ("stop", "nope"), ("reload",)]
+    assert host.calls == [("status",), ("restart", "taxisign"), ("stop", "nope"), ("reload",)]
 
 
 def test_socket_is_owner_only_and_removed_on_close(xdg: Path, manifest: Path, host: FakeHost) -> None:
@@ -311,7 +318,7 @@ def test_bad_requests_are_answered_with_an_error(xdg: Path, manifest: Path, host
         assert binary["ok"] is False
         # the server still works after all that
         assert request(manifest, {"op": "status"})["ok"] is True
-    assert host.calls == [("snapshot",)]
+    assert host.calls == [("status",)]
 
 
 def test_handler_failure_is_an_error_answer(xdg: Path, manifest: Path) -> None:

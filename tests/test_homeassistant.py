@@ -337,11 +337,11 @@ def test_manifest_problems_in_the_integration_tables(tmp_path: Path) -> None:
     result = run_cli("check", "-c", str(manifest))
     assert result.returncode == 2
     for line in (
-        "homeassistant.discovery: got a string; expected true or false",
-        "homeassistant.prefix: got 'home/+/x'; expected a topic prefix",
+        'homeassistant.discovery: got "yes" (a string); expected true or false',
+        'homeassistant.prefix: "home/+/x" is not a topic prefix; expected a topic prefix',
         'homeassistant.prefx: unknown key; did you mean "prefix"?',
-        "hooks.on_fatal: program 'no-such-program-anywhere' not found on PATH",
-        "hooks.hook_timeout: got -1; expected a number of seconds > 0",
+        'hooks.on_fatal: program "no-such-program-anywhere" not found on PATH',
+        "hooks.hook_timeout: -1 is out of range; expected a number > 0",
         f"metrics.textfile: directory not found: {tmp_path / 'nowhere'}",
     ):
         assert f"{manifest}: {line}" in result.stderr, (line, result.stderr)

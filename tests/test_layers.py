@@ -1,11 +1,16 @@
 """The package's layers: data flows one way, so no module imports from a layer above its own.
 
-manifest -> validated config -> processes -> health -> the host that runs them -> the command line.
+The order (docs/architecture.md): the MQTT library -> the plugin API -> manifest and
+validated config (with the reload plan, deployments' documents) -> processes and their
+events -> health and integrations -> the host that runs them -> the command line.
+A ``"module:function"`` string (the zygote's RUNNERS) counts as an import of its module.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = [
     ("sgframework",),
-    ("sghost", "sghost.hookspecs", "sghost.context", "sghost.plugins"),
+    ("sghost", "sghost.hookspecs", "sghost.context", "sghost.plugins", "sghost.suggest"),
     ("sghost.config", "sghost.deploy"),
     ("sghost.process",),
     ("sghost.health",),
@@ -56,7 +61,13 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
             found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and NAMED_FUNCTION.fullmatch(node.value):
+            found.append((node.lineno, node.value.split(":")[0]))
     return [(line, name) for line, name in found if name.split(".")[0] in ("sghost", "sgframework")]
+
+
+NAMED_FUNCTION = re.compile(r"(?:sghost|sgframework)(?:\.\w+)+:\w+")
+"""A function named by a string, imported later (``host.supervisor.RUNNERS``)."""
 
 
 SOURCES = sorted([*ROOT.joinpath("sghost").rglob("*.py"), *ROOT.joinpath("sgframework").rglob("*.py")])
@@ -85,3 +96,49 @@ def test_the_check_sees_an_upward_import_inside_a_function(tmp_path: Path) -> No
     names = [name for _line, name in imported_modules(source)]
     assert "sghost.cli.main.load_checked" in names
     assert layer_of("sghost.cli.main.load_checked") > layer_of("sghost.config.manifest")
+
+
+def test_the_check_sees_a_function_named_by_a_string(tmp_path: Path) -> None:
+    source = tmp_path / "module.py"
+    source.write_text('RUNNERS = {"resource": "sghost.cli.main:main"}\n')
+    assert [name for _line, name in imported_modules(source)] == ["sghost.cli.main"]
+
+
+def test_every_runner_names_a_function_of_a_lower_layer() -> None:
+    from sghost.host.supervisor import RUNNERS
+
+    for role, target in RUNNERS.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), (role, target)
+        assert layer_of(module) < layer_of("sghost.host.supervisor"), (role, target)
+
+
+def _import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the first-party modules it imports (names resolved to the module that holds them)."""
+    modules = {module_name(path): path for path in SOURCES if module_name(path).startswith(package)}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        graph[module] = set()
+        for _line, name in imported_modules(path):
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                graph[module].add(name)
+    return graph
+
+
+def test_no_import_circle_inside_sghost() -> None:
+    graph = _import_graph("sghost")
+    circles: list[str] = []
+
+    def walk(module: str, path: list[str], done: set[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in path:
+                circles.append(" -> ".join([*path[path.index(imported):], imported]))
+            elif imported not in done:
+                done.add(imported)
+                walk(imported, [*path, imported], done)
+
+    for module in sorted(graph):
+        walk(module, [module], {module})
+    assert not circles, "\n".join(sorted(set(circles)))

@@ -110,8 +110,8 @@ def test_manifest_rejects_a_textfile_that_the_collector_would_ignore(tmp_path: P
     manifest.write_text('[metrics]\ntextfile = "sghost.txt"\n[hooks]\non_state = "notify"\n')
     result = run_cli("check", "-c", str(manifest))
     assert result.returncode == 2
-    assert "metrics.textfile: 'sghost.txt' does not end in .prom" in result.stderr
-    assert "hooks.on_state: got 'notify'; expected an array of strings" in result.stderr
+    assert 'metrics.textfile: "sghost.txt" does not end in .prom' in result.stderr
+    assert 'hooks.on_state: got "notify" (a string); expected an array of strings' in result.stderr
 
 
 def test_textfile_and_sghost_metrics_show_the_running_host(mosquitto, host_factory, tmp_path: Path) -> None:

@@ -164,3 +164,17 @@ def test_reload_turns_remote_control_off_and_withdraws_its_commands(
     recorder.wait_for("data/one/ping", "after")
     assert not [m for m in recorder.on("data/rl5/stop") if m.at >= back.at], "no answer: nobody obeys"
     assert recorder.latest("data/rl5/one_state") == "running"
+
+
+def test_reload_removes_a_resource_that_has_no_process(mosquitto, mqtt_recorder, host_factory, tmp_path) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    ghost = '[resources.ghost]\ntype = "crasher"\nmax_restarts = 1\nbackoff_max = 60\n'  # fatal, then quiet
+    host = host_factory(manifest_text(mosquitto, ONE + ghost, host="rl9"))
+    recorder.wait_for("data/rl9/ghost_state", "fatal", timeout=10)
+    recorder.wait_for("data/rl9/one_state", "running", timeout=10)
+    (tmp_path / "hostconfig.toml").write_text(manifest_text(mosquitto, ONE, host="rl9"))
+    host.signal(signal.SIGHUP)
+    host.wait_log("0 added, 1 removed, 0 restarted, 1 untouched")
+    recorder.wait_for("data/rl9/ghost_state", "", timeout=10)  # its health topics are cleared
+    recorder.publish("command/one/ping", "after")
+    recorder.wait_for("data/one/ping", "after")

@@ -402,7 +402,7 @@ def test_check_names_the_bad_line_of_an_env_file(tmp_path: Path) -> None:
     assert f"resources.a.env_file: {tmp_path / 'vars.env'} {bad_line}" in result.stderr
     assert f"resources.b.env_file: file not found: {tmp_path / 'missing.env'}" in result.stderr
     assert "resources.b.environment.1BAD: not a variable name" in result.stderr
-    assert "resources.b.environment.N: got int; expected a string" in result.stderr
+    assert "resources.b.environment.N: got 3 (an integer); expected a string" in result.stderr
 
 
 def test_logs_show_a_very_long_line_cut_with_a_marker_and_the_lines_after_it(

@@ -37,7 +37,8 @@ def test_depends_on_must_be_an_array_of_names_without_repeats(tmp_path: Path) ->
     with pytest.raises(ManifestError) as caught:
         load_manifest(manifest)
     assert caught.value.problems == [
-        f'{manifest}: resources.a.depends_on: expected an array of resource names, e.g. depends_on = ["canbus"]',
+        f'{manifest}: resources.a.depends_on: got "b" (a string); expected an array of resource names, '
+        'e.g. depends_on = ["canbus"]',
         f"{manifest}: resources.b.depends_on: names a resource twice; expected each dependency once",
     ]
 
@@ -125,7 +126,9 @@ def test_register_refuses_an_unknown_ready_mode() -> None:
 
     Plugin.register_resource_types = sghost.hookimpl(Plugin.register_resource_types)  # type: ignore[method-assign]
     info = PluginRegistry().register(Plugin, "bad-ready")
-    assert info.error == "ValueError: ready of resource type \"t\" must be one of connected, signal, not 'whenever'"
+    assert info.error == (
+        "ValueError: ready of resource type \"t\": 'whenever' is not a ready mode; expected one of connected, signal"
+    )
 
 
 # --------------------------------------------------------------------- log ring

@@ -35,7 +35,7 @@ def credential_flags(args: argparse.Namespace) -> list[str]:
 
 def given_credentials(args: argparse.Namespace, command: str = "sghost status") -> BrokerConfig | str:
     """The credentials given with --broker, or the message (starting with ``command``) that says what is wrong."""
-    from sghost.config.manifest import check_credential_files
+    from sghost.config.parsing import check_credential_files
 
     if args.password_file is not None and args.username is None:
         return f"{command}: --password-file needs --username"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sghost.config.parsing import Problems
+
 NATS_FORBIDDEN = (".", " ")
 
 
@@ -22,7 +24,7 @@ def nats_name_problem(name: str) -> str | None:
     return f"contains {' and '.join(bad)}, which nats-server does not accept in a topic (it closes the connection)"
 
 
-def check(problems: Any, broker: Any, host_name: str, resources: Mapping[str, Any]) -> None:
+def check(problems: Problems, broker: Any, host_name: str, resources: Mapping[str, Any]) -> None:
     """Record what ``broker.kind`` cannot carry: names, QoS and protocol."""
     if broker.kind != "nats":
         return

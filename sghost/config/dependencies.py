@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sghost.config.suggest import did_you_mean
+from sghost.config.parsing import Problems
+from sghost.suggest import did_you_mean
 
 Graph = Mapping[str, Sequence[str]]
 """Resource name -> the names it depends on (``depends_on``), in manifest order."""
@@ -67,10 +68,10 @@ def _cycles(graph: Graph, skip: set[str]) -> list[list[str]]:
     return found
 
 
-def parse_depends_on(problems: Any, keypath: str, value: Any) -> tuple[str, ...] | None:
+def parse_depends_on(problems: Problems, keypath: str, value: Any) -> tuple[str, ...] | None:
     """Parse ``depends_on = ["a", "b"]``: resource names; None (after recording why) when not valid."""
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        problems.add(keypath, 'expected an array of resource names, e.g. depends_on = ["canbus"]')
+        problems.wrong_type(keypath, value, 'an array of resource names, e.g. depends_on = ["canbus"]')
         return None
     names = tuple(dict.fromkeys(value))
     if len(names) != len(value):

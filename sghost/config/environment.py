@@ -16,17 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from sghost.config.parsing import Problems, key_path
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXPECTED_LINE = "expected KEY=value, a comment (#, ;) or a blank line"
 _DOUBLE_QUOTE_ESCAPES = '"\\$`'
-
-
-class Problems(Protocol):
-    """Where problems are recorded (the manifest's collector)."""
-
-    def add(self, keypath: str, message: str) -> Any: ...
 
 
 class EnvFileError(ValueError):
@@ -48,19 +44,20 @@ class EnvironmentSource:
 def parse_table(problems: Problems, keypath: str, value: Any) -> dict[str, str] | None:
     """Parse ``environment = {KEY = "value", ...}``; None (after recording why) when it is not valid."""
     if not isinstance(value, dict):
-        problems.add(keypath, f"got {type(value).__name__}; expected a table of strings, e.g. {{ KEY = \"value\" }}")
+        problems.wrong_type(keypath, value, 'a table of strings, e.g. { KEY = "value" }')
         return None
     table: dict[str, str] = {}
     valid = True
     for key, item in value.items():
+        itempath = f"{keypath}.{key_path(key)}"
         if not NAME.fullmatch(key):
-            problems.add(f"{keypath}.{key}", "not a variable name; expected letters, digits and _ (no digit first)")
+            problems.add(itempath, "not a variable name; expected letters, digits and _ (no digit first)")
             valid = False
         elif not isinstance(item, str):
-            problems.add(f"{keypath}.{key}", f"got {type(item).__name__}; expected a string (quote numbers)")
+            problems.wrong_type(itempath, item, "a string (quote numbers)")
             valid = False
         elif "\0" in item:
-            problems.add(f"{keypath}.{key}", "contains a NUL character; expected text without NUL")
+            problems.add(itempath, "contains a NUL character; expected text without NUL")
             valid = False
         else:
             table[key] = item

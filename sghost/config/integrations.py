@@ -3,22 +3,22 @@
 Parsed here rather than in :mod:`sghost.config.manifest` so that the tables
 for the places users already look (Home Assistant, Prometheus, notification
 scripts) stay together; ``manifest.py`` calls :func:`read_integrations`.
-Problems are reported through the manifest's problem collector, in its format
-(``<file>: <key path>: <what is wrong>; <what is expected>``).
+Problems are reported through the toolkit of :mod:`sghost.config.parsing`, in the
+manifest's format (``<file>: <key path>: <what is wrong>; expected …``, with
+``did you mean`` for a misspelt key).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from sghost.config.suggest import did_you_mean
+from sghost.config.parsing import Parser, Problems, boolean, number, read_table, show
 
 TABLES = ("homeassistant", "metrics", "hooks")
 """The top-level tables parsed here."""
@@ -27,14 +27,6 @@ HOOK_EVENTS = ("on_state", "on_fatal", "on_backoff", "on_restart")
 DEFAULT_HOOK_TIMEOUT = 10.0
 DISCOVERY_PREFIX = "homeassistant"
 _TOPIC_LEVEL = re.compile(r"[^/+#\x00]+")
-
-
-class Problems(Protocol):
-    """The manifest's problem collector (``manifest._Problems``)."""
-
-    base: Path
-
-    def add(self, keypath: str, message: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -80,91 +72,58 @@ def read_integrations(problems: Problems, sections: Mapping[str, Mapping[str, An
     }
 
 
-def _kind(value: Any) -> str:
-    kinds = {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array"}
-    return kinds.get(type(value), "a date/time")
+def _prefix(problems: Problems, keypath: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return problems.wrong_type(keypath, value, 'a topic prefix such as "homeassistant"')
+    if not all(_TOPIC_LEVEL.fullmatch(level) for level in value.split("/")):
+        return problems.add(
+            keypath,
+            f"{show(value)} is not a topic prefix; expected a topic prefix such as \"homeassistant\" "
+            "(non-empty levels without '+', '#' or NUL)",
+        )
+    return value
 
 
-def _unknown(problems: Problems, table: str, key: str, allowed: tuple[str, ...]) -> None:
-    expected = did_you_mean(key, allowed) or f"expected one of: {', '.join(allowed)}"
-    problems.add(f"{table}.{key}", f"unknown key; {expected}")
+def _textfile(problems: Problems, keypath: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return problems.wrong_type(keypath, value, "a path ending in .prom")
+    if not value.endswith(".prom"):
+        return problems.add(keypath, f"{show(value)} does not end in .prom; expected a path ending in .prom "
+                            "(node_exporter's textfile collector reads only *.prom files)")
+    textfile = problems.base / Path(value).expanduser()
+    if not textfile.parent.is_dir():
+        return problems.add(keypath, f"directory not found: {textfile.parent}; expected an existing directory")
+    return textfile
 
 
-def _read_homeassistant(problems: Problems, table: Mapping[str, Any]) -> HomeAssistantConfig:
-    allowed = ("discovery", "prefix")
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        keypath = f"homeassistant.{key}"
-        if key == "discovery":
-            if isinstance(value, bool):
-                values[key] = value
-            else:
-                problems.add(keypath, f"got {_kind(value)}; expected true or false")
-        elif key == "prefix":
-            if isinstance(value, str) and all(_TOPIC_LEVEL.fullmatch(level) for level in value.split("/")):
-                values[key] = value
-            else:
-                problems.add(
-                    keypath,
-                    f"got {value!r}; expected a topic prefix such as \"homeassistant\" "
-                    "(non-empty levels without '+', '#' or NUL)",
-                )
-        else:
-            _unknown(problems, "homeassistant", key, allowed)
-    return HomeAssistantConfig(**values)
-
-
-def _read_metrics(problems: Problems, table: Mapping[str, Any]) -> MetricsConfig:
-    textfile: Path | None = None
-    for key, value in table.items():
-        keypath = f"metrics.{key}"
-        if key != "textfile":
-            _unknown(problems, "metrics", key, ("textfile",))
-        elif not isinstance(value, str) or not value:
-            problems.add(keypath, f"got {value!r}; expected a path ending in .prom")
-        elif not value.endswith(".prom"):
-            problems.add(keypath, f"{value!r} does not end in .prom; expected a path ending in .prom "
-                         "(node_exporter's textfile collector reads only *.prom files)")
-        else:
-            textfile = problems.base / Path(value).expanduser()
-            if not textfile.parent.is_dir():
-                problems.add(keypath, f"directory not found: {textfile.parent}; expected an existing directory")
-    return MetricsConfig(textfile=textfile)
-
-
-def _read_hooks(problems: Problems, table: Mapping[str, Any]) -> HooksConfig:
-    allowed = (*HOOK_EVENTS, "hook_timeout")
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        keypath = f"hooks.{key}"
-        if key in HOOK_EVENTS:
-            argv = _argv(problems, keypath, value)
-            if argv is not None:
-                values[key] = argv
-        elif key == "hook_timeout":
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-                values[key] = float(value)
-            else:
-                problems.add(keypath, f"got {value!r}; expected a number of seconds > 0")
-        else:
-            _unknown(problems, "hooks", key, allowed)
-    return HooksConfig(**values)
-
-
-def _argv(problems: Problems, keypath: str, value: Any) -> tuple[str, ...] | None:
+def _argv(problems: Problems, keypath: str, value: Any) -> Any:
     """An argv array whose program exists and is executable (run without a shell)."""
-    expected = 'expected an array of strings, program first, such as ["/usr/local/bin/notify", "--flag"]'
+    expected = 'an array of strings, program first, such as ["/usr/local/bin/notify", "--flag"]'
     if not isinstance(value, list) or not value or not all(isinstance(item, str) and item for item in value):
-        problems.add(keypath, f"got {value!r}; {expected}")
-        return None
+        return problems.wrong_type(keypath, value, expected)
     program = value[0]
     if os.sep in program:
         path = problems.base / Path(program).expanduser()
         if not path.is_file() or not os.access(path, os.X_OK):
-            problems.add(keypath, f"{path} is not an executable file; expected the program to run (no shell)")
-            return None
+            return problems.add(keypath, f"{path} is not an executable file; expected the program to run (no shell)")
         return (str(path), *value[1:])
     if shutil.which(program) is None:
-        problems.add(keypath, f"program {program!r} not found on PATH; expected an executable (no shell)")
-        return None
+        return problems.add(keypath, f"program {show(program)} not found on PATH; expected an executable (no shell)")
     return tuple(value)
+
+
+_HOMEASSISTANT: dict[str, Parser] = {"discovery": boolean, "prefix": _prefix}
+_METRICS: dict[str, Parser] = {"textfile": _textfile}
+_HOOKS: dict[str, Parser] = {**dict.fromkeys(HOOK_EVENTS, _argv), "hook_timeout": number(0, strict=True)}
+
+
+def _read_homeassistant(problems: Problems, table: Mapping[str, Any]) -> HomeAssistantConfig:
+    return HomeAssistantConfig(**read_table(problems, ("homeassistant",), table, _HOMEASSISTANT))
+
+
+def _read_metrics(problems: Problems, table: Mapping[str, Any]) -> MetricsConfig:
+    return MetricsConfig(**read_table(problems, ("metrics",), table, _METRICS))
+
+
+def _read_hooks(problems: Problems, table: Mapping[str, Any]) -> HooksConfig:
+    return HooksConfig(**read_table(problems, ("hooks",), table, _HOOKS))

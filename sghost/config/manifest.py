@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import re
-import stat
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +29,35 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 from sgframework import constants
 from sgframework.addresses import parse_address
-from sgframework.topics import validate_name
-from sghost.config import dependencies, environment
+from sghost.config import brokerkind, dependencies, environment, uplink
 from sghost.config.identities import review as review_identities
 from sghost.config.integrations import TABLES as INTEGRATION_TABLES
 from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
-from sghost.config.suggest import did_you_mean
+from sghost.config.parsing import (
+    BAD,
+    CERTIFICATE_FILES,
+    LOOPBACK_HOSTS,
+    Parser,
+    Problems,
+    as_table,
+    boolean,
+    check_certificate_directory,
+    check_directory,
+    check_password_file,
+    choice,
+    file_path,
+    integer,
+    key_path,
+    mqtt_name,
+    name_problem,
+    number,
+    read_table,
+    show,
+    string,
+)
+from sghost.config.uplink import UplinkConfig
 from sghost.plugins import settings_directory_set
+from sghost.suggest import did_you_mean
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 """The values of ``restart``."""
@@ -46,12 +65,8 @@ PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
 """The values of ``[broker] protocol``."""
 BROKER_KINDS = ("mqtt", "nats")
 """The values of ``[broker] kind``: a complete MQTT broker, or nats-server's MQTT listener (docs/cluster.md)."""
-CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
-"""The files a ``certificate_directory`` must hold."""
 TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES)
 """The top-level tables of a manifest."""
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-"""The broker hosts allowed with ``embedded = true`` (the embedded broker listens on loopback only)."""
 
 CheckSettings = Callable[[str, str, Mapping[str, Any]], list[str]]
 """``check_settings(resource_name, type, settings)`` returns the problems of a resource's settings."""
@@ -180,307 +195,54 @@ class HostConfig:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
-    uplink: Any = None
-    """The ``[uplink]`` table (:class:`sghost.config.uplink.UplinkConfig`), or None without one."""
-
-
-# ---------------------------------------------------------------------------
-# Problem collection and value parsers
-
-_BAD: Any = object()
-"""Returned by a parser for an invalid value, after it recorded the problem."""
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _key(*parts: str) -> str:
-    """Return a TOML key path, quoting the parts that are not bare keys."""
-    return ".".join(part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False) for part in parts)
-
-
-def _show(value: Any) -> str:
-    """Return a value as TOML would spell it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _describe(value: Any) -> str:
-    """Return a value and its TOML type, for 'got ...' messages."""
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    kinds = {bool: "a boolean", str: "a string", int: "an integer", float: "a float"}
-    kind = kinds.get(type(value), "a date/time")
-    return f"{_show(value)} ({kind})"
-
-
-class _Problems:
-    """Collects problem lines for one manifest file."""
-
-    def __init__(self, shown: str, base: Path) -> None:
-        self.shown = shown
-        self.base = base
-        self.lines: list[str] = []
-        self.warnings: list[str] = []
-
-    def add(self, keypath: str, message: str) -> Any:
-        """Record ``<file>: <keypath>: <message>`` and return the invalid-value sentinel."""
-        self.lines.append(f"{self.shown}: {keypath}: {message}")
-        return _BAD
-
-    def warn(self, keypath: str, message: str) -> None:
-        """Record a warning line."""
-        self.warnings.append(f"{self.shown}: {keypath}: {message}")
-
-    def wrong_type(self, keypath: str, value: Any, expected: str) -> Any:
-        """Record a value of the wrong TOML type."""
-        return self.add(keypath, f"got {_describe(value)}; expected {expected}")
-
-    def unknown_key(self, keypath: str, key: str, allowed: Collection[str], hint: str = "") -> None:
-        """Record an unknown key, suggesting the closest allowed one."""
-        suggestion = did_you_mean(key, allowed)
-        if suggestion:
-            self.add(keypath, f"unknown key; {suggestion}")
-        else:
-            self.add(keypath, f"unknown key; expected one of: {', '.join(allowed)}{hint}")
-
-
-Parser = Callable[[_Problems, str, Any], Any]
-
-
-def _is_number(value: Any) -> bool:
-    """Return True for a TOML integer or float (a boolean is neither)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _number(lower: float, *, strict: bool) -> Parser:
-    """Parse a finite number (int or float) that is > ``lower`` (strict) or >= it."""
-    expected = f"a number {'>' if strict else '>='} {lower:g}"
-
-    def parse(problems: _Problems, keypath: str, value: Any) -> Any:
-        if not _is_number(value):
-            return problems.wrong_type(keypath, value, expected)
-        if not math.isfinite(value):
-            return problems.add(keypath, f"{_show(value)} is not a finite number; expected {expected}")
-        if value < lower or (strict and value == lower):
-            return problems.add(keypath, f"{_show(value)} is out of range; expected {expected}")
-        return float(value)
-
-    return parse
-
-
-def _integer(lower: int, upper: int | None = None) -> Parser:
-    """Parse an integer in ``lower..upper`` (inclusive; no upper bound when None)."""
-    expected = f"an integer >= {lower}" if upper is None else f"an integer from {lower} to {upper}"
-
-    def parse(problems: _Problems, keypath: str, value: Any) -> Any:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return problems.wrong_type(keypath, value, expected)
-        if value < lower or (upper is not None and value > upper):
-            return problems.add(keypath, f"{value} is out of range; expected {expected}")
-        return value
-
-    return parse
-
-
-def _boolean(problems: _Problems, keypath: str, value: Any) -> Any:
-    """Parse true or false."""
-    if not isinstance(value, bool):
-        return problems.wrong_type(keypath, value, "true or false")
-    return value
-
-
-def _string(problems: _Problems, keypath: str, value: Any) -> Any:
-    """Parse a non-empty string."""
-    if not isinstance(value, str):
-        return problems.wrong_type(keypath, value, "a string")
-    if not value:
-        return problems.add(keypath, "empty string; expected a non-empty string")
-    return value
-
-
-def _choice(what: str, options: tuple[str, ...]) -> Parser:
-    """Parse one of ``options``; ``what`` names the kind of value in messages."""
-    expected = "one of " + ", ".join(f'"{option}"' for option in options)
-
-    def parse(problems: _Problems, keypath: str, value: Any) -> Any:
-        if not isinstance(value, str):
-            return problems.wrong_type(keypath, value, f"a string, {expected}")
-        if value not in options:
-            suggestion = did_you_mean(value, options)
-            tail = f"; {suggestion}" if suggestion else ""
-            return problems.add(keypath, f"{_show(value)} is not {what}; expected {expected}{tail}")
-        return value
-
-    return parse
-
-
-def _path(problems: _Problems, keypath: str, value: Any) -> Any:
-    """Parse a path, relative to the manifest's directory unless absolute (``~`` expands)."""
-    if not isinstance(value, str):
-        return problems.wrong_type(keypath, value, "a string (a path)")
-    if not value:
-        return problems.add(keypath, "empty path; expected a path to a file or directory")
-    return problems.base / Path(value).expanduser()
-
-
-def _name_problem(name: str, what: str) -> str | None:
-    """Return why ``name`` is not a valid MQTT name, or None if it is one."""
-    try:
-        validate_name(name, what)
-    except ValueError:
-        if not name:
-            return f"empty {what}; expected a non-empty MQTT name"
-        bad = " and ".join(repr(char) for char in constants.FORBIDDEN_NAME_CHARACTERS if char in name)
-        return f"invalid {what} {_show(name)}: contains {bad}; expected an MQTT name without '/', '+', '#' or NUL"
-    return None
-
-
-def _mqtt_name(problems: _Problems, keypath: str, value: Any) -> Any:
-    """Parse a string that can be one level of an MQTT topic."""
-    if not isinstance(value, str):
-        return problems.wrong_type(keypath, value, "a string (an MQTT name)")
-    reason = _name_problem(value, "name")
-    return value if reason is None else problems.add(keypath, reason)
-
-
-def _read_table(
-    problems: _Problems, parts: tuple[str, ...], table: Mapping[str, Any], specs: Mapping[str, Parser], hint: str = ""
-) -> dict[str, Any]:
-    """Parse every key of ``table`` with its parser; return the valid values by key."""
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        keypath = _key(*parts, key)
-        parser = specs.get(key)
-        if parser is None:
-            problems.unknown_key(keypath, key, list(specs), hint)
-            continue
-        parsed = parser(problems, keypath, value)
-        if parsed is not _BAD:
-            values[key] = parsed
-    return values
-
-
-def _as_table(problems: _Problems, parts: tuple[str, ...], value: Any) -> dict[str, Any] | None:
-    """Return ``value`` if it is a table, else record a problem and return None."""
-    if isinstance(value, dict):
-        return value
-    header = _key(*parts)
-    problems.wrong_type(header, value, f"a table ([{header}])")
-    return None
-
-
-# ---------------------------------------------------------------------------
-# File checks
-
-
-def _check_certificate_directory(problems: _Problems, keypath: str, directory: Path) -> None:
-    """Record a problem unless ``directory`` holds the three certificate files."""
-    expected = "expected a directory holding " + ", ".join(CERTIFICATE_FILES)
-    if not os.access(directory, os.X_OK) and os.path.isdir(directory):
-        problems.add(keypath, f"cannot enter {directory}: permission denied; expected a directory this user can read "
-                     "(run sghost check as the user sghost runs as)")
-    elif not directory.exists():
-        problems.add(keypath, f"directory not found: {directory}; {expected}")
-    elif not directory.is_dir():
-        problems.add(keypath, f"{directory} is not a directory; {expected}")
-    else:
-        for name in CERTIFICATE_FILES:
-            if not (directory / name).is_file():
-                problems.add(keypath, f"missing file {directory / name}; {expected}")
-
-
-def check_credential_files(
-    command: str, certificate_directory: Path | None, password_file: Path | None
-) -> list[str]:
-    """Problems with credential files named on ``command``'s command line, as the manifest's would be reported.
-
-    Each line reads ``<command>: --certificate-directory: ...`` or ``<command>: --password-file: ...``.
-    """
-    problems = _Problems(command, Path.cwd())
-    if certificate_directory is not None:
-        _check_certificate_directory(problems, "--certificate-directory", certificate_directory)
-    if password_file is not None:
-        _check_password_file(problems, "--password-file", password_file)
-    return problems.lines
-
-
-def _check_password_file(problems: _Problems, keypath: str, path: Path) -> None:
-    """Record a problem unless ``path`` is a file that only its owner can read or write."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        problems.add(keypath, f"file not found: {path}; expected a file holding the broker password")
-        return
-    except OSError as error:
-        problems.add(keypath, f"cannot access {path}: {error.strerror}; expected a readable file")
-        return
-    if not stat.S_ISREG(mode):
-        problems.add(keypath, f"{path} is not a regular file; expected a file holding the broker password")
-    elif mode & 0o077:
-        problems.add(
-            keypath,
-            f"{path} is readable or writable by group or others (mode {stat.S_IMODE(mode):04o}); "
-            f"expected mode 0600: run chmod 600 {path}",
-        )
-    elif not os.access(path, os.R_OK):
-        problems.add(keypath, f"cannot read {path}: permission denied; expected a file this user can read")
-
-
-def _check_directory(problems: _Problems, keypath: str, path: Path) -> None:
-    """Record a problem if ``path`` exists but is not a directory (a missing one is created later)."""
-    if path.exists() and not path.is_dir():
-        problems.add(keypath, f"{path} is not a directory; expected a directory (created if missing)")
+    uplink: UplinkConfig | None = None
+    """The ``[uplink]`` table, or None without one."""
 
 
 # ---------------------------------------------------------------------------
 # Tables
 
 _POLICY_SPECS: dict[str, Parser] = {
-    "restart": _choice("a restart policy", RESTART_CHOICES),
-    "backoff_initial": _number(0, strict=True),
-    "backoff_max": _number(0, strict=True),
-    "max_restarts": _integer(1),
-    "restart_window": _number(0, strict=True),
-    "stop_timeout": _number(0, strict=True),
-    "watchdog": _number(0, strict=False),
-    "max_memory_mb": _number(0, strict=False),
-    "ready_timeout": _number(0, strict=True),
-    "restart_with_dependencies": _boolean,
+    "restart": choice("a restart policy", RESTART_CHOICES),
+    "backoff_initial": number(0, strict=True),
+    "backoff_max": number(0, strict=True),
+    "max_restarts": integer(1),
+    "restart_window": number(0, strict=True),
+    "stop_timeout": number(0, strict=True),
+    "watchdog": number(0, strict=False),
+    "max_memory_mb": number(0, strict=False),
+    "ready_timeout": number(0, strict=True),
+    "restart_with_dependencies": boolean,
 }
 
 
-def _environment_table(problems: _Problems, keypath: str, value: Any) -> Any:
+def _environment_table(problems: Problems, keypath: str, value: Any) -> Any:
     table = environment.parse_table(problems, keypath, value)
-    return _BAD if table is None else table
+    return BAD if table is None else table
 
 
-def _depends_on(problems: _Problems, keypath: str, value: Any) -> Any:
+def _depends_on(problems: Problems, keypath: str, value: Any) -> Any:
     names = dependencies.parse_depends_on(problems, keypath, value)
-    return _BAD if names is None else names
+    return BAD if names is None else names
 
 
-_ENVIRONMENT_SPECS: dict[str, Parser] = {"environment": _environment_table, "env_file": _path}
+_ENVIRONMENT_SPECS: dict[str, Parser] = {"environment": _environment_table, "env_file": file_path}
 _DEFAULTS_SPECS: dict[str, Parser] = {**_POLICY_SPECS, **_ENVIRONMENT_SPECS}
 
 _HOST_SPECS: dict[str, Parser] = {
-    "name": _mqtt_name,
-    "health_interval": _number(0, strict=True),
-    "remote_control": _boolean,
-    "log_dir": _path,
-    "log_max_bytes": _integer(1024),
-    "log_backups": _integer(0, 100),
-    "runtime_dir": _path,
+    "name": mqtt_name,
+    "health_interval": number(0, strict=True),
+    "remote_control": boolean,
+    "log_dir": file_path,
+    "log_max_bytes": integer(1024),
+    "log_backups": integer(0, 100),
+    "runtime_dir": file_path,
 }
 
-def _broker_hosts(problems: _Problems, keypath: str, value: Any) -> Any:
+def _broker_hosts(problems: Problems, keypath: str, value: Any) -> Any:
     """Parse one host name, or an array of ``host:port`` (a cluster, tried in turn)."""
     if isinstance(value, str):
-        return _string(problems, keypath, value)
+        return string(problems, keypath, value)
     if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
         return problems.wrong_type(keypath, value, 'a host name or a non-empty array of "host:port"')
     for item in value:
@@ -493,27 +255,27 @@ def _broker_hosts(problems: _Problems, keypath: str, value: Any) -> Any:
 
 _BROKER_SPECS: dict[str, Parser] = {
     "host": _broker_hosts,
-    "kind": _choice("a broker kind", BROKER_KINDS),
-    "port": _integer(1, 65535),
-    "embedded": _boolean,
-    "certificate_directory": _path,
-    "username": _string,
-    "password_file": _path,
-    "qos": _integer(0, 2),
-    "keepalive": _integer(1, 65535),
-    "protocol": _choice("an MQTT protocol version", PROTOCOLS),
-    "tls_insecure": _boolean,
-    "require_resource_identity": _boolean,
+    "kind": choice("a broker kind", BROKER_KINDS),
+    "port": integer(1, 65535),
+    "embedded": boolean,
+    "certificate_directory": file_path,
+    "username": string,
+    "password_file": file_path,
+    "qos": integer(0, 2),
+    "keepalive": integer(1, 65535),
+    "protocol": choice("an MQTT protocol version", PROTOCOLS),
+    "tls_insecure": boolean,
+    "require_resource_identity": boolean,
 }
 
-_ACCOUNT_SPECS: dict[str, Parser] = {"user": _string, "group": _string}
+_ACCOUNT_SPECS: dict[str, Parser] = {"user": string, "group": string}
 """The Unix account of a resource's process (sghost.config.identities checks it)."""
 
 _RESOURCE_SPECS: dict[str, Parser] = {
-    "type": _string,
-    "enabled": _boolean,
+    "type": string,
+    "enabled": boolean,
     "settings": lambda problems, keypath, value: value,  # checked in _read_resource
-    "certificate_directory": _path,
+    "certificate_directory": file_path,
     "depends_on": _depends_on,
     **_ENVIRONMENT_SPECS,
     **_POLICY_SPECS,
@@ -522,7 +284,7 @@ _RESOURCE_SPECS: dict[str, Parser] = {
 
 
 def _merge_policy(
-    problems: _Problems, parts: tuple[str, ...], values: Mapping[str, Any], base: RestartPolicy
+    problems: Problems, parts: tuple[str, ...], values: Mapping[str, Any], base: RestartPolicy
 ) -> RestartPolicy:
     """Return ``base`` with the policy keys of ``values``; check backoff_max >= backoff_initial."""
     own = {key: value for key, value in values.items() if key in _POLICY_SPECS}
@@ -530,42 +292,42 @@ def _merge_policy(
     if policy.backoff_max < policy.backoff_initial:
         if "backoff_max" in own:
             problems.add(
-                _key(*parts, "backoff_max"),
+                key_path(*parts, "backoff_max"),
                 f"{policy.backoff_max:g} is less than backoff_initial {policy.backoff_initial:g}; "
                 "expected backoff_max >= backoff_initial",
             )
         elif "backoff_initial" in own:
             problems.add(
-                _key(*parts, "backoff_initial"),
+                key_path(*parts, "backoff_initial"),
                 f"{policy.backoff_initial:g} is more than backoff_max {policy.backoff_max:g}; "
                 "expected backoff_initial <= backoff_max",
             )
     return policy
 
 
-def _read_host(problems: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
+def _read_host(problems: Problems, table: Mapping[str, Any]) -> dict[str, Any]:
     """Parse ``[host]`` into HostConfig keyword arguments."""
-    values = _read_table(problems, ("host",), table, _HOST_SPECS)
+    values = read_table(problems, ("host",), table, _HOST_SPECS)
     for key in ("log_dir", "runtime_dir"):
         if key in values:
-            _check_directory(problems, _key("host", key), values[key])
+            check_directory(problems, key_path("host", key), values[key])
     return values
 
 
-def _read_broker(problems: _Problems, table: Mapping[str, Any]) -> BrokerConfig:
+def _read_broker(problems: Problems, table: Mapping[str, Any]) -> BrokerConfig:
     """Parse ``[broker]``, checking its certificate and password files."""
-    values = _read_table(problems, ("broker",), table, _BROKER_SPECS)
+    values = read_table(problems, ("broker",), table, _BROKER_SPECS)
     if "certificate_directory" in values:
-        _check_certificate_directory(problems, "broker.certificate_directory", values["certificate_directory"])
+        check_certificate_directory(problems, "broker.certificate_directory", values["certificate_directory"])
     if "password_file" in values:
-        _check_password_file(problems, "broker.password_file", values["password_file"])
+        check_password_file(problems, "broker.password_file", values["password_file"])
         if "username" not in table:
             problems.add("broker.password_file", "set without broker.username; expected broker.username as well")
     broker = BrokerConfig(**values)
     if broker.embedded and (not isinstance(broker.host, str) or broker.host not in LOOPBACK_HOSTS):
         problems.add(
             "broker.host",
-            f"{_show(broker.host)} with embedded = true; expected one of "
+            f"{show(broker.host)} with embedded = true; expected one of "
             + ", ".join(f'"{host}"' for host in LOOPBACK_HOSTS)
             + " (the embedded broker listens on loopback only)",
         )
@@ -590,18 +352,18 @@ class _ResourceContext:
     """The variables of ``[defaults]`` (its env_file, then its environment table)."""
 
 
-def _check_type(problems: _Problems, keypath: str, type_name: str, known_types: Collection[str]) -> bool:
+def _check_type(problems: Problems, keypath: str, type_name: str, known_types: Collection[str]) -> bool:
     """Record a problem and return False if ``type_name`` is not an installed resource type."""
     if type_name in known_types:
         return True
     installed = ", ".join(sorted(known_types)) or "none (install a plugin that provides it)"
     suggestion = did_you_mean(type_name, known_types)
     tail = f"; {suggestion}" if suggestion else ""
-    problems.add(keypath, f"unknown resource type {_show(type_name)}; installed types: {installed}{tail}")
+    problems.add(keypath, f"unknown resource type {show(type_name)}; installed types: {installed}{tail}")
     return False
 
 
-def _missing_type(problems: _Problems, keypath: str, known_types: Collection[str] | None) -> None:
+def _missing_type(problems: Problems, keypath: str, known_types: Collection[str] | None) -> None:
     """Record a resource table without ``type``."""
     message = 'missing key "type"; expected type = "<resource type>" naming an installed plugin'
     if known_types is not None:
@@ -610,17 +372,17 @@ def _missing_type(problems: _Problems, keypath: str, known_types: Collection[str
 
 
 def _run_check_settings(
-    problems: _Problems, name: str, type_name: str, settings: dict[str, Any], check: CheckSettings
+    problems: Problems, name: str, type_name: str, settings: dict[str, Any], check: CheckSettings
 ) -> None:
     """Record the problems the plugin's settings check reports, under ``resources.<name>.settings``."""
-    keypath = _key("resources", name, "settings")
+    keypath = key_path("resources", name, "settings")
     try:
         with settings_directory_set(problems.base):  # relative paths in settings: the manifest's directory
             found = list(check(name, type_name, settings))
     except Exception as error:
         problems.add(
             keypath,
-            f"the settings check of type {_show(type_name)} failed with {type(error).__name__}: {error}; "
+            f"the settings check of type {show(type_name)} failed with {type(error).__name__}: {error}; "
             "expected the plugin to report problems, not raise (a bug in the plugin)",
         )
         return
@@ -628,9 +390,9 @@ def _run_check_settings(
         problems.add(keypath, " ".join(str(problem).splitlines()))
 
 
-def _read_settings(problems: _Problems, name: str, value: Any) -> dict[str, Any] | None:
+def _read_settings(problems: Problems, name: str, value: Any) -> dict[str, Any] | None:
     """Return a deep copy of a resource's ``settings`` table, or None if it is not a table."""
-    table = _as_table(problems, ("resources", name, "settings"), value)
+    table = as_table(problems, ("resources", name, "settings"), value)
     return None if table is None else _deepcopy(table)
 
 
@@ -643,31 +405,31 @@ def _deepcopy(value: Any) -> Any:
     return value
 
 
-def _read_resource(problems: _Problems, name: str, raw: Any, context: _ResourceContext) -> ResourceConfig | None:
+def _read_resource(problems: Problems, name: str, raw: Any, context: _ResourceContext) -> ResourceConfig | None:
     """Parse one ``[resources.<name>]`` table; None if it is not a table."""
     parts = ("resources", name)
-    reason = _name_problem(name, "resource name")
+    reason = name_problem(name, "resource name")
     if reason is not None:
-        problems.add(_key(*parts), reason)
+        problems.add(key_path(*parts), reason)
     elif name == context.host_name:
         problems.add(
-            _key(*parts),
-            f"same name as [host] name {_show(name)}; expected a different name (they would share topics)",
+            key_path(*parts),
+            f"same name as [host] name {show(name)}; expected a different name (they would share topics)",
         )
-    table = _as_table(problems, parts, raw)
+    table = as_table(problems, parts, raw)
     if table is None:
         return None
-    hint = f" (plugin settings go under [{_key(*parts, 'settings')}])"
-    values = _read_table(problems, parts, table, _RESOURCE_SPECS, hint)
+    hint = f" (plugin settings go under [{key_path(*parts, 'settings')}])"
+    values = read_table(problems, parts, table, _RESOURCE_SPECS, hint)
     settings = _read_settings(problems, name, table["settings"]) if "settings" in table else {}
     if "type" not in table:
-        _missing_type(problems, _key(*parts), context.known_types)
+        _missing_type(problems, key_path(*parts), context.known_types)
     enabled = values.get("enabled", True)
     type_name = values.get("type")
     variables: dict[str, str] = {}
     if enabled:
         _check_environment(problems, name, values, settings, context)
-        variables = {**context.environment, **environment.merge(problems, [(_key(*parts), _source(values))])}
+        variables = {**context.environment, **environment.merge(problems, [(key_path(*parts), _source(values))])}
     policy = _merge_policy(problems, parts, values, context.defaults)
     return ResourceConfig(
         name=name,
@@ -688,14 +450,14 @@ def _source(values: Mapping[str, Any]) -> environment.EnvironmentSource:
     return environment.EnvironmentSource(values.get("environment", {}), values.get("env_file"))
 
 
-def _check_dependencies(problems: _Problems, resources: Mapping[str, ResourceConfig]) -> None:
+def _check_dependencies(problems: Problems, resources: Mapping[str, ResourceConfig]) -> None:
     graph = {name: resource.depends_on for name, resource in resources.items()}
     for name, message in dependencies.dependency_problems(graph).items():
-        problems.add(_key("resources", name, "depends_on"), message)
+        problems.add(key_path("resources", name, "depends_on"), message)
 
 
 def _check_environment(
-    problems: _Problems,
+    problems: Problems,
     name: str,
     values: Mapping[str, Any],
     settings: dict[str, Any] | None,
@@ -703,22 +465,22 @@ def _check_environment(
 ) -> None:
     """Check what an enabled resource needs to start: its type, certificates and settings."""
     if "certificate_directory" in values:
-        keypath = _key("resources", name, "certificate_directory")
-        _check_certificate_directory(problems, keypath, values["certificate_directory"])
+        keypath = key_path("resources", name, "certificate_directory")
+        check_certificate_directory(problems, keypath, values["certificate_directory"])
     type_name = values.get("type")
     if type_name is None:
         return
     if context.known_types is not None and not _check_type(
-        problems, _key("resources", name, "type"), type_name, context.known_types
+        problems, key_path("resources", name, "type"), type_name, context.known_types
     ):
         return
     if context.check_settings is not None and settings is not None:
         _run_check_settings(problems, name, type_name, settings, context.check_settings)
 
 
-def _read_resources(problems: _Problems, raw: Any, context: _ResourceContext) -> dict[str, ResourceConfig]:
+def _read_resources(problems: Problems, raw: Any, context: _ResourceContext) -> dict[str, ResourceConfig]:
     """Parse ``[resources]``: every sub-table, in manifest order."""
-    table = _as_table(problems, ("resources",), raw)
+    table = as_table(problems, ("resources",), raw)
     resources: dict[str, ResourceConfig] = {}
     for name, value in (table or {}).items():
         resource = _read_resource(problems, name, value, context)
@@ -727,19 +489,19 @@ def _read_resources(problems: _Problems, raw: Any, context: _ResourceContext) ->
     return resources
 
 
-def _read_sections(problems: _Problems, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _read_sections(problems: Problems, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Return the top-level tables (empty when absent); report unknown and non-table ones."""
     sections: dict[str, dict[str, Any]] = {}
     for key, value in document.items():
         if key not in TABLES:
             suggestion = did_you_mean(key, TABLES)
             expected = suggestion or "expected one of the tables " + ", ".join(f"[{t}]" for t in TABLES)
-            problems.add(_key(key), f"unknown {'table' if isinstance(value, dict) else 'key'}; {expected}")
+            problems.add(key_path(key), f"unknown {'table' if isinstance(value, dict) else 'key'}; {expected}")
     for name in TABLES:
         if name == "resources":
             continue  # _read_resources reports a non-table [resources]
         value = document.get(name, {})
-        sections[name] = _as_table(problems, (name,), value) or {}
+        sections[name] = as_table(problems, (name,), value) or {}
     return sections
 
 
@@ -787,11 +549,11 @@ def load_manifest(
     shown = str(path)
     absolute = Path(os.path.abspath(Path(path).expanduser()))
     document = _parse_file(absolute, shown)
-    problems = _Problems(shown, absolute.parent)
+    problems = Problems(shown, absolute.parent)
     sections = _read_sections(problems, document)
     host = _read_host(problems, sections["host"])
     broker = _read_broker(problems, sections["broker"])
-    default_values = _read_table(
+    default_values = read_table(
         problems, ("defaults",), sections["defaults"], {**_DEFAULTS_SPECS, **_ACCOUNT_SPECS}
     )
     defaults = _merge_policy(problems, ("defaults",), default_values, RestartPolicy())
@@ -804,10 +566,8 @@ def load_manifest(
     _check_dependencies(problems, resources)
     integrations = read_integrations(problems, sections)
     own_keys = {name: set(resource.table) for name, resource in resources.items()}
-    for finding in review_identities(context.host_name, broker, resources, _key, own_keys.__getitem__):
+    for finding in review_identities(context.host_name, broker, resources, key_path, own_keys.__getitem__):
         (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
-
-    from sghost.config import brokerkind, uplink  # import here: they use this module's parsers
 
     uplink_config = uplink.read_uplink(problems, sections["uplink"], context.host_name, broker.embedded)
     brokerkind.check(problems, broker, context.host_name, resources)
@@ -915,12 +675,12 @@ def example_manifest(name: str = "sghost", embedded: bool = False, resource_type
     """
     resource = _EXAMPLE_RESOURCE.format(
         c="" if resource_type else "# ",
-        key=_key(resource_type or "taxisign"),
+        key=key_path(resource_type or "taxisign"),
         name=resource_type or "taxisign",
         type=resource_type or "taxisign",
     )
     return _EXAMPLE.format(
-        host_name="" if name == "sghost" else f"name = {_show(name)}\n",
+        host_name="" if name == "sghost" else f"name = {show(name)}\n",
         embedded="embedded = true\n" if embedded else "",
         certificate_files=", ".join(CERTIFICATE_FILES),
         resource=resource,

@@ -1,7 +1,7 @@
 """The manifest's ``[uplink]`` table: the embedded broker bridged, with persistence, to a central broker.
 
-Parsed here (called from :func:`sghost.config.manifest.load_manifest`) so that the
-manifest module only learns one more table. The bridge's mosquitto configuration is
+An ordinary table module: parsed with the toolkit of :mod:`sghost.config.parsing`,
+called from :func:`sghost.config.manifest.load_manifest`. The bridge's mosquitto configuration is
 written by :mod:`sghost.host.uplinkbridge`.
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sgframework.addresses import parse_address
-from sghost.config import manifest as m
+from sghost.config import parsing as p
+from sghost.config.parsing import Problems
 
 DEFAULT_REMOTE_PORT = 8883
 DEFAULT_TOPICS_OUT = ("data/#", "dataavailable/#", "commandavailable/#", "resourceavailable/#")
@@ -67,7 +68,7 @@ def default_state_dir(host_name: str) -> Path:
     return Path(base) / "sghost" / host_name
 
 
-def _addresses(problems: Any, keypath: str, value: Any) -> Any:
+def _addresses(problems: Problems, keypath: str, value: Any) -> Any:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
         return problems.wrong_type(keypath, value, 'a "host:port" string or a non-empty array of them')
@@ -80,7 +81,7 @@ def _addresses(problems: Any, keypath: str, value: Any) -> Any:
     return tuple(parsed)
 
 
-def _topic_patterns(problems: Any, keypath: str, value: Any) -> Any:
+def _topic_patterns(problems: Problems, keypath: str, value: Any) -> Any:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         return problems.wrong_type(keypath, value, 'an array of MQTT topic filters, e.g. ["data/#"]')
     for pattern in value:
@@ -89,64 +90,64 @@ def _topic_patterns(problems: Any, keypath: str, value: Any) -> Any:
         bad_plus = any("+" in level and level != "+" for level in levels)
         if bad_hash or bad_plus or " " in pattern:
             return problems.add(
-                keypath, f"{m._show(pattern)} is not a topic filter; expected levels without spaces, '#' only last"
+                keypath, f"{p.show(pattern)} is not a topic filter; expected levels without spaces, '#' only last"
             )
     return tuple(value)
 
 
-def _prefix(problems: Any, keypath: str, value: Any) -> Any:
+def _prefix(problems: Problems, keypath: str, value: Any) -> Any:
     if not isinstance(value, str):
         return problems.wrong_type(keypath, value, 'a string ending in "/", e.g. "gateways/gw1/"')
     if not value.endswith("/") or value.startswith("/") or "+" in value or "#" in value or "//" in value:
         return problems.add(
-            keypath, f'{m._show(value)} is not a topic prefix; expected levels ending in "/", without + or #'
+            keypath, f'{p.show(value)} is not a topic prefix; expected levels ending in "/", without + or #'
         )
     return value
 
 
-_SPECS: dict[str, m.Parser] = {
+_SPECS: dict[str, p.Parser] = {
     "address": _addresses,
     "remote_prefix": _prefix,
-    "state_dir": m._path,
+    "state_dir": p.file_path,
     "topics_out": _topic_patterns,
     "topics_in": _topic_patterns,
-    "commands_in": m._boolean,
-    "certificate_directory": m._path,
-    "username": m._string,
-    "password_file": m._path,
-    "tls_insecure": m._boolean,
-    "keepalive": m._integer(5, 65535),
-    "reconnect_min": m._integer(1, 3600),
-    "reconnect_max": m._integer(1, 3600),
-    "max_queued_messages": m._integer(1),
-    "max_queued_bytes": m._integer(1024),
+    "commands_in": p.boolean,
+    "certificate_directory": p.file_path,
+    "username": p.string,
+    "password_file": p.file_path,
+    "tls_insecure": p.boolean,
+    "keepalive": p.integer(5, 65535),
+    "reconnect_min": p.integer(1, 3600),
+    "reconnect_max": p.integer(1, 3600),
+    "max_queued_messages": p.integer(1),
+    "max_queued_bytes": p.integer(1024),
 }
 
 
-def read_uplink(problems: Any, table: Mapping[str, Any], host_name: str, embedded: bool) -> UplinkConfig | None:
+def read_uplink(problems: Problems, table: Mapping[str, Any], host_name: str, embedded: bool) -> UplinkConfig | None:
     """Parse ``[uplink]`` (None when absent), recording every problem in ``problems``."""
     if not table:
         return None
-    values = m._read_table(problems, ("uplink",), table, _SPECS)
+    values = p.read_table(problems, ("uplink",), table, _SPECS)
     if not embedded:
         problems.add("uplink", "needs [broker] embedded = true; expected the embedded broker to be bridged")
     if "address" not in table:
         problems.add("uplink", 'missing key "address"; expected address = "central.example.com:8883"')
     if "certificate_directory" in values:
-        m._check_certificate_directory(problems, "uplink.certificate_directory", values["certificate_directory"])
+        p.check_certificate_directory(problems, "uplink.certificate_directory", values["certificate_directory"])
     if "password_file" in values:
-        m._check_password_file(problems, "uplink.password_file", values["password_file"])
+        p.check_password_file(problems, "uplink.password_file", values["password_file"])
         if "username" not in table:
             problems.add("uplink.password_file", "set without uplink.username; expected uplink.username as well")
     if "state_dir" in values:
-        m._check_directory(problems, "uplink.state_dir", values["state_dir"])
+        p.check_directory(problems, "uplink.state_dir", values["state_dir"])
     if values.get("reconnect_max", DEFAULT_RECONNECT_MAX) < values.get("reconnect_min", DEFAULT_RECONNECT_MIN):
         problems.add("uplink.reconnect_max", "is less than reconnect_min; expected reconnect_max >= reconnect_min")
     if values.get("tls_insecure"):
         problems.warn("uplink.tls_insecure", "true: the central broker's certificate name is not checked")
     if "address" not in values:
         return None
-    remote = [host for host, _port in values["address"] if host not in m.LOOPBACK_HOSTS]
+    remote = [host for host, _port in values["address"] if host not in p.LOOPBACK_HOSTS]
     if remote and "certificate_directory" not in values:
         problems.warn("uplink.certificate_directory", "unset: the uplink to " + ", ".join(remote) + " is not encrypted")
     values["addresses"] = values.pop("address")

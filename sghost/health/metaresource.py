@@ -8,7 +8,7 @@ Only values that changed are sent, so an idle host is quiet on the broker.
 
 It runs in a process of its own, forked from the zygote, so that the
 supervisor never loads paho or ssl. The supervisor sends it JSON lines on a
-pipe (see :func:`run_meta`); it answers with events (connection changes,
+pipe (see :func:`run_meta_resource`); it answers with events (connection changes,
 remote-control commands) on its events pipe.
 """
 
@@ -28,6 +28,7 @@ from typing import Any
 from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
+from sghost.health import metamessages as msg
 from sghost.health.homeassistant import Discovery, Gateway, ResourceInfo
 from sghost.health.uplinkstate import UplinkWatch
 from sghost.process import events
@@ -40,8 +41,8 @@ HEALTH_SIGNAL = "health"
 log = logging.getLogger("sghost.metaresource")
 
 
-class HealthPublisher:
-    """Publishes health through an ``sgframework.Resource`` named after the host."""
+class MetaResource:
+    """The meta-resource: sghost's own ``sgframework.Resource``, named after the host, that publishes health."""
 
     def __init__(self, spec: ChildSpec) -> None:
         self.resource: Resource = build_resource(spec)
@@ -190,30 +191,30 @@ class RemoteBridge:
             waiting[0].set()
 
 
-def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, Any]) -> bool:
-    """Carry out one message from the supervisor; return False for ``stop``."""
+def apply(meta_resource: MetaResource, bridge: RemoteBridge, message: dict[str, Any]) -> bool:
+    """Carry out one message from the supervisor (:mod:`sghost.health.metamessages`); return False for ``stop``."""
     op = message.get("op")
-    if op == "update":
-        publisher.update(message["name"], message["values"])
-    elif op == "health":
-        publisher.publish_health(message["document"])
-    elif op == "lost":
-        publisher.capabilities_lost(message["topics"])
-    elif op == "forget":
-        publisher.forget(message["name"])
-    elif op == "homeassistant":
-        publisher.homeassistant(message)
-    elif op == "answer":
+    if op == msg.UPDATE:
+        meta_resource.update(message["name"], message["values"])
+    elif op == msg.HEALTH:
+        meta_resource.publish_health(message["document"])
+    elif op == msg.LOST:
+        meta_resource.capabilities_lost(message["topics"])
+    elif op == msg.FORGET:
+        meta_resource.forget(message["name"])
+    elif op == msg.HOMEASSISTANT:
+        meta_resource.homeassistant(message)
+    elif op == msg.ANSWER:
         bridge.answer(message["id"], message["text"])
-    elif op == "rebirth":
-        sent = publisher.resource.republish()
+    elif op == msg.REBIRTH:
+        sent = meta_resource.resource.republish()
         log.info("rebirth: %d message(s) published again", sent)
-    elif op == "stop":
+    elif op == msg.STOP:
         return False
     return True
 
 
-def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inbound_fds: list[int]) -> int:
+def run_meta_resource(spec: ChildSpec, registry: object, channel: events.EventWriter, inbound_fds: list[int]) -> int:
     """The meta-resource process: publish what arrives on its inbound pipe until ``stop`` or end of stream."""
     inbound = inbound_fds[0]
     # The supervisor ends this process with "stop" once every resource's state is
@@ -223,25 +224,25 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     stopping = threading.Event()
-    publisher = HealthPublisher(spec)
+    meta_resource = MetaResource(spec)
     bridge = RemoteBridge(channel)
     for op in spec.commands:
-        publisher.add_command(op, bridge.ask)
-    uplink = _uplink_watch(spec, publisher, channel)
+        meta_resource.add_command(op, bridge.ask)
+    uplink = _uplink_watch(spec, meta_resource, channel)
 
     def connection_changed(_resource: Resource, connected: bool) -> None:
-        if connected and uplink is not None and publisher.resource.mqttclient is not None:
-            uplink.attach(publisher.resource.mqttclient)
-            uplink.subscribe(publisher.resource.mqttclient)
+        if connected and uplink is not None and meta_resource.resource.mqttclient is not None:
+            uplink.attach(meta_resource.resource.mqttclient)
+            uplink.subscribe(meta_resource.resource.mqttclient)
         if connected:
-            host, port = publisher.resource.broker_address
+            host, port = meta_resource.resource.broker_address
             channel.send(events.CONNECTED, broker=f"{host}:{port}")
         else:
             channel.send(events.DISCONNECTED)
-        publisher.connection_changed(connected)
+        meta_resource.connection_changed(connected)
 
-    publisher.resource.on_broker_connectionstatus_info = connection_changed
-    publisher.start()
+    meta_resource.resource.on_broker_connectionstatus_info = connection_changed
+    meta_resource.start()
     reported_error: str | None = None
     splitter = LineSplitter(max_line=1 << 24)
     next_heartbeat = 0.0
@@ -254,25 +255,28 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
                 next_heartbeat = now + HEARTBEAT_INTERVAL
             if uplink is not None:
                 uplink.poll()
-            error = publisher.resource.last_connection_error
+            error = meta_resource.resource.last_connection_error
             if error is not None and error != reported_error:
                 reported_error = error
                 channel.send(events.CONNECT_ERROR, text=error, refused=False)
-            if publisher.discovery is not None:
-                publisher.discovery.check()
+            if meta_resource.discovery is not None:
+                meta_resource.discovery.check()
             if not selector.select(POLL_INTERVAL):
                 continue
             chunk = os.read(inbound, 1 << 16)
             if not chunk:
                 break  # the supervisor is gone
             for line in splitter.feed(chunk):
-                if not apply(publisher, bridge, json.loads(line)):
+                message = msg.decode(line)
+                if message is None:
+                    log.warning("ignored a line from the supervisor that is not a message: %.80s", line)
+                elif not apply(meta_resource, bridge, message):
                     stopping.set()
-    publisher.stop()
+    meta_resource.stop()
     return 0
 
 
-def _uplink_watch(spec: ChildSpec, publisher: HealthPublisher, channel: events.EventWriter) -> UplinkWatch | None:
+def _uplink_watch(spec: ChildSpec, meta_resource: MetaResource, channel: events.EventWriter) -> UplinkWatch | None:
     """With an [uplink]: follow the bridge's state and counters on the embedded broker."""
     if not spec.uplink_topics:
         return None
@@ -280,4 +284,4 @@ def _uplink_watch(spec: ChildSpec, publisher: HealthPublisher, channel: events.E
     def report(state: str, queued: int | None, dropped: int | None) -> None:
         channel.send(events.UPLINK, state=state, queued=queued, dropped=dropped)
 
-    return UplinkWatch(spec.uplink_topics, publisher.send_value, report)
+    return UplinkWatch(spec.uplink_topics, meta_resource.send_value, report)

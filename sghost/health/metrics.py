@@ -1,6 +1,6 @@
 """Prometheus metrics: the supervisor's status snapshot as the text exposition format.
 
-One pure function, :func:`render`, turns ``Supervisor.snapshot()`` into the
+One pure function, :func:`render`, turns the health snapshot (``sghost.host.sampling``) into the
 text that ``[metrics] textfile`` holds (for node_exporter's textfile
 collector) and ``sghost metrics`` prints. :func:`write_atomically` replaces
 that file so that a reader never sees half of it. Nothing here imports

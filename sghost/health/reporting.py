@@ -1,13 +1,13 @@
-"""The supervisor's side of health reporting: dead bands, and the meta-resource process that publishes.
+"""The supervisor's side of the meta-resource: dead bands, and the handle on the meta-resource's process.
 
-The meta-resource (``sghost.metaresource``) runs in a process of its own; the
-supervisor drives it through :class:`MetaProcess`, which has the same
-operations a publisher has and sends them as JSON lines on a pipe.
+The meta-resource (:mod:`sghost.health.metaresource`, sghost's own resource that
+publishes every resource's health) runs in a process of its own; the supervisor
+drives it through :class:`MetaResourceProcess`, which sends the messages of
+:mod:`sghost.health.metamessages` as JSON lines on a pipe.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sghost.health import metamessages as msg
 from sghost.process import events
 from sghost.process.oslevel import describe_exit, kill_group
 from sghost.process.pipes import ChildPipes, PipeHost, log_output
@@ -58,23 +59,23 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
 
 
-class MetaHost(PipeHost, Protocol):
+class MetaResourceHost(PipeHost, Protocol):
     """What the meta-resource's handle needs from the supervisor."""
 
     timers: Scheduler
 
     def spawn(self, owner: Any, spec: ChildSpec, fds: list[int]) -> None: ...
     def command(self, op: str, name: str) -> tuple[bool, str]: ...
-    def meta_spawned(self, restarted: bool) -> None: ...
-    def meta_stopped(self) -> None: ...
+    def meta_resource_spawned(self, restarted: bool) -> None: ...
+    def meta_resource_stopped(self) -> None: ...
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
-    def meta_moved(self) -> None: ...
+    def meta_resource_moved(self) -> None: ...
 
 
-class MetaProcess:
+class MetaResourceProcess:
     """The supervisor's handle on the meta-resource process."""
 
-    def __init__(self, host: MetaHost, spec: ChildSpec, output: logging.Logger) -> None:
+    def __init__(self, host: MetaResourceHost, spec: ChildSpec, output: logging.Logger) -> None:
         self.host = host
         self.spec = spec
         self.output = output
@@ -108,12 +109,12 @@ class MetaProcess:
         self._spawns += 1
 
     def stop(self) -> None:
-        """Ask the process to publish presence ``False`` and end; ``meta_stopped`` follows."""
+        """Ask the process to publish presence ``False`` and end; ``meta_resource_stopped`` follows."""
         self.stopping = True
         if self.pid is None:
-            self.host.meta_stopped()
+            self.host.meta_resource_stopped()
             return
-        self._send({"op": "stop"})
+        self._send(msg.Stop(op=msg.STOP))
 
     def restart(self, spec: ChildSpec) -> None:
         """Reconnect with new settings: the process says goodbye (presence ``False``), a new one takes over."""
@@ -121,14 +122,14 @@ class MetaProcess:
         if self.stopping or self.pid is None:
             return  # stopping anyway, or between a crash and the respawn, which uses the new spec
         self._respawn = True
-        self._send({"op": "stop"})
+        self._send(msg.Stop(op=msg.STOP))
 
     def spawned(self, pid: int) -> None:
         self.pid = pid
         self._last_heartbeat = time.monotonic()
-        self.host.meta_spawned(restarted=self._spawns > 1)
+        self.host.meta_resource_spawned(restarted=self._spawns > 1)
         if self.stopping:
-            self._send({"op": "stop"})
+            self._send(msg.Stop(op=msg.STOP))
 
     def spawn_failed(self, error: str) -> None:
         log.error("cannot start the meta-resource process: %s", error)
@@ -150,7 +151,7 @@ class MetaProcess:
 
     def _ended(self) -> None:
         if self.stopping:
-            self.host.meta_stopped()
+            self.host.meta_resource_stopped()
         else:
             self.host.timers.call_later(RESPAWN_DELAY, self.start)
 
@@ -166,12 +167,14 @@ class MetaProcess:
             if isinstance(event.get("broker"), str) and event["broker"] != self.broker:
                 self.broker = event["broker"]
                 log.info("meta-resource %s connected to the broker at %s", self.name, self.broker)
-                self.host.meta_moved()
+                self.host.meta_resource_moved()
         elif kind == events.REMOTE:
             op, name = str(event.get("op", "")), str(event.get("payload", ""))
             ok, message = self.host.command(op, name) if name else (False, f"{op} needs a resource name as payload")
             log.info("remote control: %s %r -> %s", op, name, message)
-            self._send({"op": "answer", "id": event.get("id"), "text": message if ok else f"error: {message}"})
+            request_id = event.get("id")
+            answer = message if ok else f"error: {message}"
+            self._send(msg.Answer(op=msg.ANSWER, id=request_id if isinstance(request_id, int) else None, text=answer))
         elif kind == events.UPLINK:
             queued, dropped = event.get("queued"), event.get("dropped")
             self.host.uplink_changed(str(event.get("state")), _count(queued), _count(dropped))
@@ -191,32 +194,38 @@ class MetaProcess:
         """Publish one resource's fields (each past its dead band); return the values as shown."""
         shown = {field: self.report(f"{resource_name}_{field}", value) for field, value in values.items()}
         texts = {field: "" if value is None else str(value) for field, value in shown.items()}
-        self._send({"op": "update", "name": resource_name, "values": texts})
+        self._send(msg.Update(op=msg.UPDATE, name=resource_name, values=texts))
         return shown
 
     def publish_health(self, document: dict[str, Any]) -> None:
-        self._send({"op": "health", "document": document})
+        self._send(msg.Health(op=msg.HEALTH, document=document))
 
     def capabilities_lost(self, topics: list[str]) -> None:
-        self._send({"op": "lost", "topics": topics})
+        self._send(msg.Lost(op=msg.LOST, topics=topics))
 
     def rebirth(self) -> None:
         """Publish presence, announcements and every health topic again."""
-        self._send({"op": "rebirth"})
+        self._send(msg.Rebirth(op=msg.REBIRTH))
 
-    def homeassistant(self, settings: dict[str, Any]) -> None:
-        """Configure Home Assistant discovery (sghost.health.homeassistant); ``discovery: false`` withdraws it."""
-        self._send({"op": "homeassistant", **settings})
+    def homeassistant(
+        self, discovery: bool, prefix: str, version: str, remote_control: bool,
+        resources: dict[str, msg.DiscoveryResource],
+    ) -> None:
+        """Configure Home Assistant discovery (sghost.health.homeassistant); ``discovery=False`` withdraws it."""
+        self._send(msg.HomeAssistant(
+            op=msg.HOMEASSISTANT, discovery=discovery, prefix=prefix, version=version,
+            remote_control=remote_control, resources=resources,
+        ))
 
     def forget(self, resource_name: str) -> None:
         for key in [key for key in self._reported if key.startswith(f"{resource_name}_")]:
             del self._reported[key]
-        self._send({"op": "forget", "name": resource_name})
+        self._send(msg.Forget(op=msg.FORGET, name=resource_name))
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: msg.MetaMessage) -> None:
         if self.pipes.inbound is None:
-            return  # between a crash and the respawn; meta_spawned() sends everything again
-        self._backlog += (json.dumps(message, separators=(",", ":")) + "\n").encode()
+            return  # between a crash and the respawn; meta_resource_spawned() sends everything again
+        self._backlog += msg.encode(message)
         self.flush()
 
     def check(self) -> None:

@@ -7,7 +7,7 @@ manifest, and the server also checks the peer's uid.
 Protocol: one connection per request; the client sends one JSON object on one
 line, the server answers one JSON object on one line and closes.
 
-- ``{"op": "status"}`` -> ``{"ok": true, "status": <Supervisor.snapshot()>}``
+- ``{"op": "status"}`` -> ``{"ok": true, "status": <Supervisor.status()>}``
 - ``{"op": "start"|"stop"|"restart", "resource": NAME or "all"}`` -> ``{"ok": bool, "message": str}``
 - ``{"op": "reload"}`` -> ``{"ok": bool, "message": str}``
 - ``{"op": "rebirth", "resource": NAME or "all"}`` -> ``{"ok": bool, "message": str}``
@@ -463,19 +463,33 @@ def _answers(path: Path) -> bool:
 
 
 class Controllable(Protocol):
-    """What :func:`make_handler` needs of the supervisor."""
+    """What :func:`make_handler` needs of the supervisor: one method per op of the protocol."""
 
-    def snapshot(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]:
+        """``status``: the health snapshot, with each resource's last stderr line."""
+        ...
 
-    def command(self, op: str, name: str) -> tuple[bool, str]: ...
+    def command(self, op: str, name: str) -> tuple[bool, str]:
+        """``start``, ``stop``, ``restart``, ``rebirth`` of one resource or ``all``."""
+        ...
 
-    def reload(self) -> tuple[bool, str]: ...
+    def reload(self) -> tuple[bool, str]:
+        """``reload``: apply the manifest as it is now."""
+        ...
+
+    def logs(self, resource: str | None, count: int, follow: bool = False) -> tuple[bool, str, list[dict[str, Any]]]:
+        """``logs``: success, the refusal's text, and the last ``count`` lines as dicts."""
+        ...
+
+    def follow_logs(self, sock: socket.socket, resource: str | None) -> bool:
+        """``logs`` with ``follow``: keep ``sock`` and send it every new line; False when refused."""
+        ...
 
 
 def make_handler(target: Controllable) -> Handler:
     """The request handler that maps the protocol's ops onto the supervisor's methods.
 
-    ``status`` -> ``status()`` (else ``snapshot()``); ``start|stop|restart|rebirth`` ->
+    ``status`` -> ``status()``; ``start|stop|restart|rebirth`` ->
     ``command(op, resource)``; ``logs`` -> ``logs(resource, lines)`` and, with
     ``follow``, ``follow_logs(connection, resource)``;
     ``reload`` -> ``reload()``; anything else is answered with an error.
@@ -484,8 +498,7 @@ def make_handler(target: Controllable) -> Handler:
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "status":
-            status = getattr(target, "status", target.snapshot)
-            return {"ok": True, "status": status()}
+            return {"ok": True, "status": target.status()}
         if op == "logs":
             return _logs(target, request)
         if op in ("start", "stop", "restart", "rebirth"):
@@ -502,7 +515,7 @@ def make_handler(target: Controllable) -> Handler:
     return handle
 
 
-def _logs(target: Any, request: dict[str, Any]) -> dict[str, Any]:
+def _logs(target: Controllable, request: dict[str, Any]) -> dict[str, Any]:
     resource, count, follow = request.get("resource"), request.get("lines", 50), request.get("follow", False)
     if resource is not None and (not isinstance(resource, str) or not resource):
         return _error('logs: expected "resource": a resource name, or null for every resource')
