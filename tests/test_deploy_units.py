@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sghost.config.deploy import DeployConfig
 from sghost.config.manifest import ManifestError, load_manifest
 from sghost.deploy import document
-from sghost.deploy.generations import GenerationError, GenerationStore, pip_command, requirement_problems
+from sghost.deploy.generations import GenerationError, GenerationStore, pip_command, recover, requirement_problems
 from sghost.host import deployments as d
 
 
@@ -55,7 +55,7 @@ def test_recover_reports_interrupted_install_and_resumes_an_applied_one(tmp_path
     first = store.update(store.create("a", 0, None, None, state="successful"), complete=True)
     store.switch(first)
     installing = store.create("b", 5, "id5", "{}", ["p==1 --hash=sha256:00"])
-    notes, resume = d.recover(store)
+    notes, resume = recover(store)
     assert resume is None
     assert [(g.number, state) for g, state, _ in notes] == [(installing.number, d.FAILED)]
     assert "stopped while installing" in notes[0][2] and "generation 1 runs" in notes[0][2]
@@ -63,7 +63,7 @@ def test_recover_reports_interrupted_install_and_resumes_an_applied_one(tmp_path
 
     applied = store.update(store.create("c", 6, "id6", "{}", state=d.APPLYING), complete=True)
     store.switch(applied)
-    notes, resume = d.recover(store)
+    notes, resume = recover(store)
     assert notes == [] and resume is not None and resume.number == applied.number
 
 

@@ -300,3 +300,42 @@ def install_failure(generation: Generation) -> tuple[bool, str]:
         mismatched = [line for line in lines if line.startswith("Expected sha") or line.startswith("Got")]
         detail = "a package's hash does not match: " + "; ".join(mismatched[:3] or [detail])
     return hash_mismatch, detail
+
+
+def recover(store: GenerationStore) -> tuple[list[tuple[Generation, str, str]], Generation | None]:
+    """At start: settle what a crash left, before anything runs.
+
+    Returns the deployments to report (generation, final state, reason) and the
+    current generation when sghost was stopped while applying or verifying it
+    (it runs, and is verified again).
+    """
+    current = store.current()
+    notes = []
+    resume = None
+    running = f"generation {current.number}" if current is not None else "the manifest given with -c"
+    for generation in store.generations():
+        if current is not None and generation.number == current.number:
+            if generation.state in ("applying", "verifying"):
+                resume = generation
+            elif generation.state == "rolling-back":  # stopped before the pointer went back: finish the rollback
+                previous = store.previous(generation.number)
+                if previous is not None:
+                    store.switch(previous)
+                    reason = f"{generation.reason}; stopped while rolling back: generation {previous.number} runs"
+                    store.update(generation, state="rolled-back", reason=reason)
+                    notes.append((generation, "rolled-back", reason))
+                else:
+                    resume = generation
+            continue
+        if generation.state in ("installing", "applying", "verifying"):
+            reason = f"sghost stopped while {generation.state} generation {generation.number}; {running} runs"
+            if not generation.complete or current is None or generation.number > current.number:
+                store.remove(generation)
+            else:
+                store.update(generation, state="failed", reason=reason)
+            notes.append((generation, "failed", reason))
+        elif generation.state == "rolling-back":
+            reason = f"sghost stopped while rolling back generation {generation.number}; {running} runs"
+            store.update(generation, state="rolled-back", reason=reason)
+            notes.append((generation, "rolled-back", reason))
+    return notes, resume

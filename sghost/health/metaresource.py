@@ -28,6 +28,7 @@ from typing import Any
 from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
+from sghost.health.deployrelay import DEPLOY_COMMAND, Relay
 from sghost.health.homeassistant import Discovery, Gateway, ResourceInfo
 from sghost.health.uplinkstate import UplinkWatch
 from sghost.process import events
@@ -203,6 +204,8 @@ def apply(publisher: HealthPublisher, bridge: RemoteBridge, message: dict[str, A
         publisher.forget(message["name"])
     elif op == "homeassistant":
         publisher.homeassistant(message)
+    elif op == "value":
+        publisher.send_value(message["signal"], message["payload"])
     elif op == "answer":
         bridge.answer(message["id"], message["text"])
     elif op == "rebirth":
@@ -226,7 +229,10 @@ def run_meta(spec: ChildSpec, registry: object, channel: events.EventWriter, inb
     publisher = HealthPublisher(spec)
     bridge = RemoteBridge(channel)
     for op in spec.commands:
-        publisher.add_command(op, bridge.ask)
+        if op == DEPLOY_COMMAND:
+            Relay(channel).register(publisher.resource)
+        else:
+            publisher.add_command(op, bridge.ask)
     uplink = _uplink_watch(spec, publisher, channel)
 
     def connection_changed(_resource: Resource, connected: bool) -> None:

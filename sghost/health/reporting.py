@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sghost.health.deployrelay import DEPLOY_PART, Reassembler
 from sghost.process import events
 from sghost.process.oslevel import describe_exit, kill_group
 from sghost.process.pipes import ChildPipes, PipeHost, log_output
@@ -69,6 +70,7 @@ class MetaHost(PipeHost, Protocol):
     def meta_stopped(self) -> None: ...
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
     def meta_moved(self) -> None: ...
+    def deployment_received(self, payload: bytes) -> None: ...
 
 
 class MetaProcess:
@@ -90,6 +92,7 @@ class MetaProcess:
         self._backlog = bytearray()
         self._stalled_since: float | None = None
         self._last_heartbeat = 0.0
+        self._deployment = Reassembler()
 
     @property
     def name(self) -> str:
@@ -177,6 +180,10 @@ class MetaProcess:
             self.host.uplink_changed(str(event.get("state")), _count(queued), _count(dropped))
         elif kind == events.CONNECT_ERROR:
             log.warning("meta-resource %s: %s", self.name, event.get("text"))
+        elif kind == DEPLOY_PART:
+            payload = self._deployment.feed(event)
+            if payload is not None:
+                self.host.deployment_received(payload)
 
     # ------------------------------------------------------------ publishing
 
@@ -199,6 +206,10 @@ class MetaProcess:
 
     def capabilities_lost(self, topics: list[str]) -> None:
         self._send({"op": "lost", "topics": topics})
+
+    def send_value(self, signal: str, payload: str) -> None:
+        """Publish one retained, announced data signal of the meta-resource (``deployment``, ``deploy_rejected``)."""
+        self._send({"op": "value", "signal": signal, "payload": payload})
 
     def rebirth(self) -> None:
         """Publish presence, announcements and every health topic again."""

@@ -51,7 +51,7 @@ MAX_REQUEST = 65536
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes on Linux, including the terminating NUL."""
 MAX_STEM = 32
-OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs")
+OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs", "rollback")
 FOLLOW = "_follow"
 """A handler's answer may carry, under this key, ``callable(connection)`` that keeps the connection."""
 MAX_LOG_LINES = 100_000
@@ -478,7 +478,7 @@ def make_handler(target: Controllable) -> Handler:
     ``status`` -> ``status()`` (else ``snapshot()``); ``start|stop|restart|rebirth`` ->
     ``command(op, resource)``; ``logs`` -> ``logs(resource, lines)`` and, with
     ``follow``, ``follow_logs(connection, resource)``;
-    ``reload`` -> ``reload()``; anything else is answered with an error.
+    ``reload`` -> ``reload()``; ``rollback`` -> ``rollback(generation)``; anything else is answered with an error.
     """
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -495,6 +495,11 @@ def make_handler(target: Controllable) -> Handler:
             ok, message = target.command(op, resource)
         elif op == "reload":
             ok, message = target.reload()
+        elif op == "rollback" and hasattr(target, "rollback"):
+            generation = request.get("generation")
+            if generation is not None and (not isinstance(generation, int) or isinstance(generation, bool)):
+                return _error('rollback: expected "generation": a generation number, or null for the previous one')
+            ok, message = target.rollback(generation)
         else:
             return _error(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
         return {"ok": ok, "message": message} if ok else _error(message)

@@ -245,7 +245,7 @@ class Deployments:
         if self.active is not None:
             self.pending = payload  # the newest waits; it is checked once the one in progress ends
             return
-        self._receive(payload, deployment_id)
+        self._guarded(lambda: self._receive(payload, deployment_id))
 
     def _is_redelivery(self, deployment_id: str) -> bool:
         active = self.active
@@ -323,13 +323,26 @@ class Deployments:
         except OSError as error:
             self._end_install(active, FAILED, f"cannot run pip: {error}")
             return
-        self.host.call_later(POLL_INTERVAL, lambda: self._poll_pip(active))
+        self._later(lambda: self._poll_pip(active))
+
+    def _later(self, step: Callable[[], None]) -> None:
+        self.host.call_later(POLL_INTERVAL, lambda: self._guarded(step))
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run one step; a bug in it fails the deployment, it never takes sghost down."""
+        try:
+            step()
+        except Exception as error:  # reported on data/<host>/deployment and in the log
+            log.exception("deployment step failed")
+            active, self.active = self.active, None
+            if active is not None:
+                self._publish(active.id, active.sequence, FAILED, f"internal error: {type(error).__name__}: {error}")
 
     def _poll_pip(self, active: Active) -> None:
         assert active.pip is not None
         code = active.pip.poll()
         if code is None:
-            self.host.call_later(POLL_INTERVAL, lambda: self._poll_pip(active))
+            self._later(lambda: self._poll_pip(active))
             return
         if code != 0:
             mismatch, detail = install_failure(active.generation)
@@ -373,14 +386,14 @@ class Deployments:
         active.verification = Verification(
             applied.to_verify, self.config.verify_seconds, applied.uplink_changed, started=self.clock()
         )
-        self.host.call_later(POLL_INTERVAL, lambda: self._poll_verification(active))
+        self._later(lambda: self._poll_verification(active))
 
     def _poll_verification(self, active: Active) -> None:
         if self.active is not active or active.verification is None:
             return
         verified, reason = active.verification.look(self.host, self.clock())
         if verified is None:
-            self.host.call_later(POLL_INTERVAL, lambda: self._poll_verification(active))
+            self._later(lambda: self._poll_verification(active))
         elif verified:
             self._succeeded(active)
         else:
@@ -480,41 +493,3 @@ class Deployments:
         reason = f"sghost restarted while deploying generation {resume.number}: it runs, and is verified again"
         self._verify(active, Applied(added=self.host.resource_names(), changed=[], removed=[]), reason)
 
-
-def recover(store: GenerationStore) -> tuple[list[tuple[Generation, str, str]], Generation | None]:
-    """At start: settle what a crash left, before anything runs.
-
-    Returns the deployments to report (generation, final state, reason) and the
-    current generation when sghost was stopped while applying or verifying it
-    (it runs, and is verified again).
-    """
-    current = store.current()
-    notes = []
-    resume = None
-    running = f"generation {current.number}" if current is not None else "the manifest given with -c"
-    for generation in store.generations():
-        if current is not None and generation.number == current.number:
-            if generation.state in (APPLYING, VERIFYING):
-                resume = generation
-            elif generation.state == ROLLING_BACK:  # stopped before the pointer went back: finish the rollback
-                previous = store.previous(generation.number)
-                if previous is not None:
-                    store.switch(previous)
-                    reason = f"{generation.reason}; stopped while rolling back: generation {previous.number} runs"
-                    store.update(generation, state=ROLLED_BACK, reason=reason)
-                    notes.append((generation, ROLLED_BACK, reason))
-                else:
-                    resume = generation
-            continue
-        if generation.state in (INSTALLING, APPLYING, VERIFYING):
-            reason = f"sghost stopped while {generation.state} generation {generation.number}; {running} runs"
-            if not generation.complete or current is None or generation.number > current.number:
-                store.remove(generation)
-            else:
-                store.update(generation, state=FAILED, reason=reason)
-            notes.append((generation, FAILED, reason))
-        elif generation.state == ROLLING_BACK:
-            reason = f"sghost stopped while rolling back generation {generation.number}; {running} runs"
-            store.update(generation, state=ROLLED_BACK, reason=reason)
-            notes.append((generation, ROLLED_BACK, reason))
-    return notes, resume

@@ -9,6 +9,7 @@ health runs in a process of its own (sghost.health, sghost.metaresource).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import logging.handlers
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -25,10 +27,15 @@ from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
 from sghost import __version__
 from sghost.config.checked import load_checked
-from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig
-from sghost.config.reloadplan import plan_reload
+from sghost.config.deploy import load_trusted_keys
+from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig, load_manifest
+from sghost.config.reloadplan import ReloadPlan, plan_reload
+from sghost.deploy.checkgen import check_in_subprocess
+from sghost.deploy.startup import StartPlan
 from sghost.health import metrics
+from sghost.health.deployrelay import DEPLOY_COMMAND
 from sghost.health.reporting import MetaProcess
+from sghost.host import deployments as deploy
 from sghost.host import systemd, uplinkbridge
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
@@ -111,6 +118,10 @@ class Supervisor:
         if config.uplink is not None:
             self._uplink = {"state": "disconnected", "since": round(time.time()), "queued": None, "dropped": 0}
         self._uplink_drop_warned = 0.0
+        self.start_plan: StartPlan | None = None
+        """Set by ``sghost start`` when deployments are on: the generation this config came from."""
+        self.deployments: deploy.Deployments | None = None
+        self.deploy_rejected = 0
 
     # ------------------------------------------------------------------ run
 
@@ -131,6 +142,8 @@ class Supervisor:
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
         self.health = MetaProcess(self, self._spec_for_host(), output_log)
         self.health.start()
+        if self.start_plan is not None:
+            self.deployments = _DeployAdapter(self).start(self.start_plan)
         if self.config.remote_control:
             self._log_remote_control()
         for config in self.config.resources.values():
@@ -204,6 +217,8 @@ class Supervisor:
     def meta_spawned(self, restarted: bool) -> None:
         """The meta-resource process has its pid; a restarted one knows nothing yet: send it every state."""
         self._configure_discovery()
+        if self.deployments is not None:
+            self.deployments.republish()
         if not restarted:
             self._publish_document_soon()  # the document now has a meta_pid
             return
@@ -280,7 +295,9 @@ class Supervisor:
 
     def _spec_for_host(self) -> ChildSpec:
         spec = self._spec(self.config.name, "", {}, self.config.broker.certificate_directory)
-        commands = COMMANDS if self.config.remote_control else ()
+        commands: tuple[str, ...] = COMMANDS if self.config.remote_control else ()
+        if self.start_plan is not None:
+            commands = (*commands, DEPLOY_COMMAND)
         uplink_topics: tuple[str, ...] = ()
         if self._uplink is not None:
             uplink_topics = (uplinkbridge.state_topic(self.config.name), *uplinkbridge.SYS_QUEUED_TOPICS)
@@ -515,12 +532,30 @@ class Supervisor:
             systemd.ready()
 
     def _reload(self) -> tuple[bool, str]:
-
+        text = None
+        if self.deployments is not None and (generation := self.deployments.current) is not None:
+            text = generation.manifest_text()  # the desired state is the current generation's manifest
         try:
-            new = load_checked(str(self.config.path), self.registry, strict_types=False)
+            new = load_checked(str(self.config.path), self.registry, strict_types=False, text=text)
         except ManifestError as error:
             log.error("reload rejected, nothing changed:\n%s", error)
             return False, f"reload rejected, nothing changed:\n{error}"
+        plan = self.apply_host_config(new)
+        untouched = len(plan.config.resources) - len(plan.added) - len(plan.changed)
+        message = (
+            f"reloaded {self.config.path}: {len(plan.added)} added, {len(plan.removed)} removed, "
+            f"{len(plan.changed)} restarted, {untouched} untouched"
+        )
+        if plan.restart_meta:
+            message += f"; {self.config.name} reconnects with the new settings"
+        log.info("%s", message)
+        return True, message
+
+    def apply_host_config(self, new: HostConfig, restart: frozenset[str] = frozenset()) -> ReloadPlan:
+        """Run ``new`` from now on, by diff: untouched resources keep their processes.
+
+        ``restart`` names resources to restart although their table is unchanged (their plugin changed).
+        """
         current = {name: w.config for name, w in self.watchers.items() if name not in self._retiring}
         plan = plan_reload(self.config, new, current)
         for line in plan.deferred:
@@ -537,7 +572,10 @@ class Supervisor:
             self._retiring.add(name)
         self.order.stop_in_order(plan.removed)  # dependents first
         for name in plan.removed:
-            self._forget_if_retired(self.watchers[name])
+            if name in self.watchers:  # one without a process (backoff, fatal) is forgotten as it stops
+                self._forget_if_retired(self.watchers[name])
+        forced = [name for name in restart if name in current and name in plan.config.resources]
+        plan = dataclasses.replace(plan, changed=[*plan.changed, *(n for n in forced if n not in plan.changed)])
         for name in plan.changed:
             self._reconfigure(self.watchers[name], plan.config.resources[name])
         for name in plan.added:
@@ -550,15 +588,39 @@ class Supervisor:
         if plan.restart_meta:
             self._restart_meta(withdraw_commands=remote_control_changed and not self.config.remote_control)
         self.order.release_waiting()  # a changed depends_on may free a waiting resource
-        untouched = len(plan.config.resources) - len(plan.added) - len(plan.changed)
-        message = (
-            f"reloaded {self.config.path}: {len(plan.added)} added, {len(plan.removed)} removed, "
-            f"{len(plan.changed)} restarted, {untouched} untouched"
-        )
-        if plan.restart_meta:
-            message += f"; {self.config.name} reconnects with the new settings"
-        log.info("%s", message)
-        return True, message
+        return plan
+
+    def restart_embedded_broker(self) -> None:
+        """Start the embedded broker again with the current ``[uplink]`` (a deployment changed the bridge).
+
+        Resources and the meta-resource keep their processes and reconnect.
+        """
+        if self._broker is None:
+            return
+        self._broker.stop()
+        had_uplink = self._uplink is not None
+        self._uplink = None
+        if self.config.uplink is not None:
+            self._uplink = {"state": "disconnected", "since": round(time.time()), "queued": None, "dropped": 0}
+        self._broker = EmbeddedBroker(self.config.broker.port, workdir=None, extra_config=self._uplink_lines())
+        try:
+            self._broker.start()
+        except BrokerError as error:
+            log.error("the embedded broker did not start again: %s", error)
+        if had_uplink != (self._uplink is not None) and self.health is not None:
+            self.health.restart(self._spec_for_host())
+        self._publish_document_soon()
+
+    def deployment_received(self, payload: bytes) -> None:
+        """A document arrived on ``command/<host>/deploy`` (only subscribed with ``[deploy] enabled``)."""
+        if self.deployments is not None and not self._stopping:
+            self.deployments.received(payload)
+
+    def rollback(self, generation: int | None) -> tuple[bool, str]:
+        """``sghost rollback [GENERATION]``."""
+        if self.deployments is None:
+            return False, f"deployments are off in {self.config.path}: expected [deploy] enabled = true"
+        return self.deployments.roll_back_to(generation)
 
     def _configure_discovery(self) -> None:
         """Tell the meta-resource what Home Assistant discovery covers now (only when on, or just turned off)."""
@@ -658,6 +720,8 @@ class Supervisor:
         }
         if self._uplink is not None:
             document["uplink"] = dict(self._uplink)
+        if self.deployments is not None:
+            document["deploy_rejected"] = self.deploy_rejected
         self._document = document
         self.health.publish_health(document)
 
@@ -738,6 +802,7 @@ class Supervisor:
             "broker": self.health.broker if self.health is not None else None,
             "resources": {name: self.resource_snapshot(w) for name, w in self.watchers.items()},
             **({"uplink": dict(self._uplink)} if self._uplink is not None else {}),
+            **({"deploy_rejected": self.deploy_rejected} if self.deployments is not None else {}),
         }
         document[metrics.PROCESSES] = {
             name: figures for name, w in self.watchers.items() if (figures := self._process_figures(w)) is not None
@@ -809,6 +874,70 @@ class Supervisor:
             document[key] = self.health.report(f"host.{key}", document[key])
         self._document = document
         self.health.publish_health(document)
+
+
+class _DeployAdapter:
+    """The supervisor as the deployment orchestrator's host (:class:`sghost.host.deployments.DeployHost`)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.host_name = supervisor.config.name
+
+    def start(self, plan: StartPlan) -> deploy.Deployments:
+        settings = self.supervisor.config.deploy
+        deployments = deploy.Deployments(self, plan.store, settings, load_trusted_keys(settings))
+        self.supervisor.deployments = deployments
+        deployments.started(plan.notes, plan.resume)
+        return deployments
+
+    def call_later(self, delay: float, callback: Any) -> Any:
+        return self.supervisor.timers.call_later(delay, callback)
+
+    def check_manifest(self, text: str, site: Path | None) -> deploy.CheckResult:
+        path = self.supervisor.config.path
+        try:
+            if site is None:
+                return deploy.CheckResult(load_checked(str(path), self.supervisor.registry, True, text=text))
+            problems = check_in_subprocess(path, text, site)
+            if problems:
+                return deploy.CheckResult(None, problems)
+            return deploy.CheckResult(load_manifest(path, text=text))  # types checked with the new packages
+        except ManifestError as error:
+            return deploy.CheckResult(None, str(error))
+
+    def apply_config(self, config: HostConfig, site: Path | None) -> deploy.Applied:
+        supervisor = self.supervisor
+        uplink_changed = config.uplink != supervisor.config.uplink
+        if uplink_changed:  # the bridge is part of the embedded broker: it is started again below
+            supervisor.config = dataclasses.replace(supervisor.config, uplink=config.uplink)
+        plan = supervisor.apply_host_config(config)
+        if uplink_changed:
+            supervisor.restart_embedded_broker()
+        return deploy.Applied(plan.added, plan.changed, plan.removed, uplink_changed and config.uplink is not None)
+
+    def resource_health(self, name: str) -> deploy.ResourceHealth | None:
+        watcher = self.supervisor.watchers.get(name)
+        if watcher is None:
+            return None
+        return deploy.ResourceHealth(watcher.state, watcher.pid, watcher.last_error, watcher.config.enabled)
+
+    def resource_names(self) -> list[str]:
+        return list(self.supervisor.watchers)
+
+    def uplink_connected(self) -> bool:
+        uplink = self.supervisor._uplink
+        return uplink is not None and uplink["state"] == "connected"
+
+    def publish_deployment(self, document: dict[str, Any]) -> None:
+        if self.supervisor.health is not None:
+            self.supervisor.health.send_value(deploy.DEPLOYMENT_SIGNAL, json.dumps(document, sort_keys=True))
+
+    def count_rejection(self, total: int) -> None:
+        supervisor = self.supervisor
+        supervisor.deploy_rejected = total
+        if supervisor.health is not None:
+            supervisor.health.send_value(deploy.REJECTED_SIGNAL, str(total))
+        supervisor._publish_document_soon()
 
 
 def health_fields(values: dict[str, Any]) -> dict[str, Any]:

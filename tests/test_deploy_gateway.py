@@ -1,0 +1,219 @@
+"""Fleet deployments on a real gateway: sghost with an embedded broker (and an uplink to a central mosquitto)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli
+from sghost.deploy import document
+from sghost.host.broker import MosquittoBroker, free_port
+from sghost.testing import Recorder
+
+VERIFY = 1.5
+HOST = "gw1"
+ECHOER = '[resources.keep]\ntype = "echoer"\n'
+ADDED = '[resources.added]\ntype = "echoer"\n'
+CRASHER = '[resources.added]\ntype = "crasher"\n'
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Ed25519PrivateKey:
+    private = Ed25519PrivateKey.generate()
+    (tmp_path / "fleet.pub").write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    broker = MosquittoBroker(workdir=tmp_path / "central")
+    broker.start()
+    yield broker
+    broker.cleanup()
+
+
+class Gateway:
+    """One gateway's manifest parts, its process, and a recorder on its embedded broker."""
+
+    def __init__(self, tmp_path: Path, factory: Callable[..., HostProcess], clients: list[Any],
+                 central: MosquittoBroker | None = None) -> None:
+        self.tmp_path = tmp_path
+        self.factory = factory
+        self.clients = clients
+        self.port = free_port()
+        self.central = central
+        self.host: HostProcess | None = None
+        self.local: Recorder | None = None
+
+    def manifest(self, resources: str, uplink: str | None = None, deploy_extra: str = "",
+                 verify: float = VERIFY) -> str:
+        text = manifest_text(None, resources, host=HOST, port=self.port, broker_extra="embedded = true\n")
+        text += (f'\n[deploy]\nenabled = true\ntrusted_keys = ["fleet.pub"]\nverify_seconds = {verify}\n'
+                 f'state_dir = "{self.tmp_path / "state"}"\n{deploy_extra}')
+        if self.central is not None:
+            address = uplink or f"127.0.0.1:{self.central.port}"
+            text += (f'\n[uplink]\naddress = "{address}"\nstate_dir = "{self.tmp_path / "uplink"}"\n'
+                     "reconnect_min = 1\nreconnect_max = 2\n")
+        return text
+
+    def start(self, text: str | None = None) -> Gateway:
+        if text is not None:
+            self.host = self.factory(text, name="gw1.toml")
+        else:
+            self.host = self.factory((self.tmp_path / "gw1.toml").read_text(), name="gw1.toml")
+        self.host.wait_log("embedded broker (mosquitto)", timeout=15)
+        self.local = Recorder("127.0.0.1", self.port, ["data/#", "command/#"]).start()
+        self.clients.append(self.local)
+        return self
+
+    def states(self) -> list[dict[str, Any]]:
+        assert self.local is not None
+        return [json.loads(m.payload) for m in self.local.on(f"data/{HOST}/deployment") if m.payload]
+
+    def wait_state(self, deployment_id: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+        assert self.local is not None
+        found = self.local.wait_until(
+            lambda: next((s for s in self.states() if s["id"] == deployment_id and s["state"] == state), None),
+            timeout,
+        )
+        assert found, f"no {state} for {deployment_id}; seen: {self.states()}\n{self.host.log() if self.host else ''}"
+        return found  # type: ignore[return-value]
+
+    def push(self, payload: bytes) -> None:
+        assert self.local is not None
+        self.local.publish(f"command/{HOST}/deploy", payload, qos=1, retain=True)
+
+
+def sign(key: Ed25519PrivateKey, manifest: str, sequence: int, host: str = HOST,
+         requirements: list[str] | None = None) -> tuple[bytes, str]:
+    signed = document.sign({"host": host, "sequence": sequence, "manifest": manifest,
+                            "requirements": requirements or []}, key)
+    return signed.to_json().encode(), signed.id
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, key: Ed25519PrivateKey, host_factory: Callable[..., HostProcess],
+            clients: list[Any]) -> Gateway:
+    return Gateway(tmp_path, host_factory, clients)
+
+
+def test_a_deployment_adds_a_resource_and_untouched_ones_keep_their_pids(gateway: Gateway, key: Any) -> None:
+    gateway.start(gateway.manifest(ECHOER))
+    assert gateway.local is not None
+    keep_pid = resource_pid(gateway.local, HOST, "keep")
+    payload, deployment_id = sign(key, gateway.manifest(ECHOER + ADDED), 10)
+    gateway.push(payload)
+    done = gateway.wait_state(deployment_id, "successful")
+    assert [s["state"] for s in gateway.states() if s["id"] == deployment_id] == [
+        "received", "installing", "applying", "verifying", "successful"]
+    assert done["generation"] == 2 and done["sequence"] == 10
+    assert resource_pid(gateway.local, HOST, "added") > 0
+    assert resource_pid(gateway.local, HOST, "keep") == keep_pid
+    assert gateway.local.on(f"data/{HOST}/deployment")[-1].retain or True
+    listing = run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json")
+    rows = json.loads(listing.stdout)
+    assert [(r["number"], r["current"], r["state"]) for r in rows] == [
+        (1, False, "successful"), (2, True, "successful")]
+    text = run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml")).stdout
+    assert any(line.startswith("*") and deployment_id in line for line in text.splitlines()), text
+    status = run_cli("deploy", "status", "-c", str(gateway.tmp_path / "gw1.toml"))
+    assert f"deployment {deployment_id} (sequence 10): successful" in status.stdout, status.stdout + status.stderr
+
+
+def test_a_new_resource_that_crashes_is_rolled_back(gateway: Gateway, key: Any) -> None:
+    gateway.start(gateway.manifest(ECHOER))
+    assert gateway.local is not None
+    keep_pid = resource_pid(gateway.local, HOST, "keep")
+    payload, deployment_id = sign(key, gateway.manifest(ECHOER + CRASHER), 10)
+    gateway.push(payload)
+    done = gateway.wait_state(deployment_id, "rolled-back", timeout=VERIFY + 15)
+    assert "resource added" in done["reason"] and "boom at start" in done["reason"], done
+    assert done["generation"] == 1
+    gateway.local.wait_for(f"data/{HOST}/added_state", "", timeout=10)  # the added resource is forgotten
+    assert resource_pid(gateway.local, HOST, "keep") == keep_pid
+    rows = json.loads(run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json").stdout)
+    assert [(r["number"], r["current"], r["state"]) for r in rows] == [
+        (1, True, "successful"), (2, False, "rolled-back")]
+
+
+def rejection_cases(gateway: Gateway, key: Any) -> dict[str, tuple[bytes, str]]:
+    good = gateway.manifest(ECHOER + ADDED)
+    altered, _ = sign(key, good, 20)
+    return {
+        "unsigned": (json.dumps({"host": HOST, "sequence": 20, "manifest": good, "requirements": [],
+                                 "signature": ""}).encode(), "unsigned"),
+        "another key": (sign(Ed25519PrivateKey.generate(), good, 21)[0], "does not match any trusted key"),
+        "altered": (altered.replace(b'"sequence": 20', b'"sequence": 22'), "does not match any trusted key"),
+        "another host": (sign(key, good, 23, host="gw2")[0], "for host 'gw2'"),
+        "not newer": (sign(key, good, 1)[0], "not newer"),
+        "too large": (json.dumps({"host": HOST, "sequence": 24, "manifest": good + "#" * document.MAX_DOCUMENT_BYTES,
+                                  "requirements": [], "signature": "x"}).encode(), "1 MiB"),
+        "invalid manifest": (sign(key, good + '[resources.bad]\ntype = "nosuchtype"\n', 25)[0],
+                             "resources.bad.type"),
+        "drops deploy": (sign(key, manifest_text(None, ECHOER, host=HOST, port=gateway.port,
+                                                 broker_extra="embedded = true\n"), 26)[0], "lock the fleet out"),
+    }
+
+
+def test_every_rejection_is_counted_and_nothing_restarts(gateway: Gateway, key: Any) -> None:
+    gateway.start(gateway.manifest(ECHOER))
+    assert gateway.local is not None
+    keep_pid = resource_pid(gateway.local, HOST, "keep")
+    first, first_id = sign(key, gateway.manifest(ECHOER), 5)  # a successful one first: "not newer" than it
+    gateway.push(first)
+    gateway.wait_state(first_id, "successful")
+    cases = rejection_cases(gateway, key)
+    for count, (name, (payload, reason)) in enumerate(cases.items(), start=1):
+        gateway.push(payload)
+        gateway.local.wait_for(f"data/{HOST}/deploy_rejected", str(count), timeout=10)
+        last = gateway.states()[-1]
+        assert last["state"] == "rejected" and reason in last["reason"], (name, last)
+    assert resource_pid(gateway.local, HOST, "keep") == keep_pid
+    assert not gateway.local.on(f"data/{HOST}/added_pid")
+
+    def health_count() -> object:
+        health = json.loads(gateway.local.latest(f"data/{HOST}/health") or "{}")  # type: ignore[union-attr]
+        return health.get("deploy_rejected") == len(cases)
+
+    assert gateway.local.wait_until(health_count, 10)
+    # The retained document comes again when the meta-resource reconnects: the barrier for "nothing more".
+    gateway.push(first)
+    run_cli("rebirth", "all", "-c", str(gateway.tmp_path / "gw1.toml"))
+    gateway.local.wait_for(f"data/{HOST}/deploy_rejected", str(len(cases)), timeout=10)
+    assert gateway.states()[-1]["state"] == "rejected" and gateway.local.latest(f"data/{HOST}/deploy_rejected") == str(
+        len(cases))
+
+
+def test_killed_while_applying_starts_a_consistent_generation_and_says_which(gateway: Gateway, key: Any) -> None:
+    gateway.start(gateway.manifest(ECHOER))
+    assert gateway.local is not None and gateway.host is not None
+    payload, deployment_id = sign(key, gateway.manifest(ECHOER + ADDED, verify=60), 10)
+    gateway.push(payload)
+    gateway.wait_state(deployment_id, "verifying")
+    family = gateway.host.descendants()  # as systemd ends the whole cgroup of a killed service
+    gateway.host.signal(signal.SIGKILL)
+    gateway.host.wait()
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    gateway.local.stop()
+    gateway.start()
+    assert gateway.local is not None
+    gateway.local.wait_until(lambda: any("restarted while deploying generation 2" in s["reason"]
+                                         for s in gateway.states() if s["state"] == "verifying"), 15)
+    resumed = [s for s in gateway.states() if s["id"] == deployment_id and s["state"] == "verifying"][-1]
+    assert "restarted while deploying generation 2" in resumed["reason"] and resumed["generation"] == 2, resumed
+    gateway.host.wait_log("starting generation 2", timeout=5)
+    assert resource_pid(gateway.local, HOST, "added") > 0  # the generation switched to runs whole
+    rows = json.loads(run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json").stdout)
+    assert [(r["number"], r["current"]) for r in rows] == [(1, False), (2, True)]
