@@ -217,3 +217,50 @@ def test_killed_while_applying_starts_a_consistent_generation_and_says_which(gat
     assert resource_pid(gateway.local, HOST, "added") > 0  # the generation switched to runs whole
     rows = json.loads(run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json").stdout)
     assert [(r["number"], r["current"]) for r in rows] == [(1, False), (2, True)]
+
+
+@pytest.fixture
+def uplinked(tmp_path: Path, key: Ed25519PrivateKey, host_factory: Callable[..., HostProcess], clients: list[Any],
+             central: MosquittoBroker) -> Gateway:
+    return Gateway(tmp_path, host_factory, clients, central)
+
+
+def central_states(recorder: Recorder, deployment_id: str) -> list[str]:
+    return [json.loads(m.payload)["state"] for m in recorder.on(f"gateways/{HOST}/data/{HOST}/deployment")
+            if m.payload and json.loads(m.payload)["id"] == deployment_id]
+
+
+def test_pushed_while_the_gateway_is_offline_it_is_applied_when_the_uplink_is_back(
+    uplinked: Gateway, key: Any, central: MosquittoBroker, clients: list[Any]
+) -> None:
+    uplinked.start(uplinked.manifest(ECHOER))
+    assert uplinked.host is not None
+    uplinked.host.wait_log("uplink connected", timeout=15)
+    uplinked.host.stop()
+    payload, deployment_id = sign(key, uplinked.manifest(ECHOER + ADDED), 10)
+    operator = Recorder(central.host, central.port, f"gateways/{HOST}/#").start()
+    clients.append(operator)
+    operator.publish(f"gateways/{HOST}/command/{HOST}/deploy", payload, qos=1, retain=True)
+    uplinked.start()
+    operator.wait_until(lambda: "successful" in central_states(operator, deployment_id), 30)
+    assert central_states(operator, deployment_id)[-1] == "successful", central_states(operator, deployment_id)
+    operator.wait_for(f"gateways/{HOST}/resourceavailable/added/presence", "True", timeout=10)
+
+
+def test_a_wrong_uplink_address_is_rolled_back_and_central_sees_it(
+    uplinked: Gateway, key: Any, central: MosquittoBroker, clients: list[Any]
+) -> None:
+    uplinked.start(uplinked.manifest(ECHOER))
+    assert uplinked.host is not None and uplinked.local is not None
+    uplinked.host.wait_log("uplink connected", timeout=15)
+    keep_pid = resource_pid(uplinked.local, HOST, "keep")
+    operator = Recorder(central.host, central.port, f"gateways/{HOST}/#").start()
+    clients.append(operator)
+    payload, deployment_id = sign(key, uplinked.manifest(ECHOER, uplink=f"127.0.0.1:{free_port()}"), 10)
+    operator.publish(f"gateways/{HOST}/command/{HOST}/deploy", payload, qos=1, retain=True)
+    operator.wait_until(lambda: "rolled-back" in central_states(operator, deployment_id), VERIFY + 30)
+    states = central_states(operator, deployment_id)
+    assert states[-1] == "rolled-back", states
+    last = json.loads(operator.latest(f"gateways/{HOST}/data/{HOST}/deployment") or "{}")
+    assert "uplink" in last["reason"] and last["generation"] == 1, last
+    assert resource_pid(uplinked.local, HOST, "keep") == keep_pid
