@@ -30,7 +30,7 @@ from sghost.config.checked import load_checked
 from sghost.config.deploy import load_trusted_keys
 from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig, load_manifest
 from sghost.config.reloadplan import ReloadPlan, plan_reload
-from sghost.deploy.checkgen import check_in_subprocess
+from sghost.deploy.checkgen import check_in_subprocess, type_versions
 from sghost.deploy.startup import StartPlan
 from sghost.health import metrics
 from sghost.health.deployrelay import DEPLOY_COMMAND
@@ -122,6 +122,8 @@ class Supervisor:
         """Set by ``sghost start`` when deployments are on: the generation this config came from."""
         self.deployments: deploy.Deployments | None = None
         self.deploy_rejected = 0
+        self.site_dir: str | None = None
+        """The current generation's packages, given to every resource process started from now on."""
 
     # ------------------------------------------------------------------ run
 
@@ -308,7 +310,7 @@ class Supervisor:
         spec = self._spec(config.name, config.type, dict(config.settings), certificates)
         return dataclasses.replace(
             spec, watchdog=config.policy.watchdog, environment=dict(config.environment),
-            user=config.user, group=config.group,
+            user=config.user, group=config.group, site_dir=self.site_dir,
         )
 
     def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:
@@ -536,7 +538,10 @@ class Supervisor:
         if self.deployments is not None and (generation := self.deployments.current) is not None:
             text = generation.manifest_text()  # the desired state is the current generation's manifest
         try:
-            new = load_checked(str(self.config.path), self.registry, strict_types=False, text=text)
+            if text is not None and self.site_dir is not None:  # its types were checked with its packages
+                new = load_manifest(self.config.path, text=text)
+            else:
+                new = load_checked(str(self.config.path), self.registry, strict_types=False, text=text)
         except ManifestError as error:
             log.error("reload rejected, nothing changed:\n%s", error)
             return False, f"reload rejected, nothing changed:\n{error}"
@@ -882,8 +887,12 @@ class _DeployAdapter:
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
         self.host_name = supervisor.config.name
+        self._running_types = type_versions(supervisor.registry)
+        self._checked_types: dict[str, dict[str, str]] = {}
+        """By site directory: which plugin version provides each type there (from the last check)."""
 
     def start(self, plan: StartPlan) -> deploy.Deployments:
+        self.supervisor.site_dir = str(plan.site) if plan.site is not None else None
         settings = self.supervisor.config.deploy
         deployments = deploy.Deployments(self, plan.store, settings, load_trusted_keys(settings))
         self.supervisor.deployments = deployments
@@ -898,7 +907,7 @@ class _DeployAdapter:
         try:
             if site is None:
                 return deploy.CheckResult(load_checked(str(path), self.supervisor.registry, True, text=text))
-            problems = check_in_subprocess(path, text, site)
+            problems, self._checked_types[str(site)] = check_in_subprocess(path, text, site)
             if problems:
                 return deploy.CheckResult(None, problems)
             return deploy.CheckResult(load_manifest(path, text=text))  # types checked with the new packages
@@ -910,7 +919,15 @@ class _DeployAdapter:
         uplink_changed = config.uplink != supervisor.config.uplink
         if uplink_changed:  # the bridge is part of the embedded broker: it is started again below
             supervisor.config = dataclasses.replace(supervisor.config, uplink=config.uplink)
-        plan = supervisor.apply_host_config(config)
+        types = self._checked_types.get(str(site), {}) if site is not None else type_versions(supervisor.registry)
+        changed_types = {name for name, version in types.items() if self._running_types.get(name) != version}
+        restart = frozenset(name for name, resource in config.resources.items() if resource.type in changed_types)
+        self._running_types = types
+        supervisor.site_dir = str(site) if site is not None else None
+        plan = supervisor.apply_host_config(config, restart)
+        if restart:
+            log.info("deployment: new plugin code for %s: %s restarted", ", ".join(sorted(changed_types & {
+                config.resources[name].type for name in restart})), ", ".join(sorted(restart)))
         if uplink_changed:
             supervisor.restart_embedded_broker()
         return deploy.Applied(plan.added, plan.changed, plan.removed, uplink_changed and config.uplink is not None)
