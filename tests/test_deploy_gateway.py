@@ -61,6 +61,16 @@ def test_a_deployment_adds_a_resource_and_untouched_ones_keep_their_pids(gateway
     status = run_cli("deploy", "status", "-c", str(gateway.tmp_path / "gw1.toml"))
     assert f"deployment {deployment_id} (sequence 10): successful" in status.stdout, status.stdout + status.stderr
 
+    rollback = run_cli("rollback", "-c", str(gateway.tmp_path / "gw1.toml"), timeout=60)
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    assert "rolling back to generation 1" in rollback.stdout and "successful" in rollback.stdout
+    back = gateway.states()[-1]
+    assert back["state"] == "successful" and back["generation"] == 1, back
+    gateway.local.wait_for(f"data/{HOST}/added_state", "", timeout=10)  # removed again
+    assert resource_pid(gateway.local, HOST, "keep") == keep_pid
+    again = run_cli("rollback", "5", "-c", str(gateway.tmp_path / "gw1.toml"))
+    assert again.returncode == 1 and "no generation 5" in again.stderr, again.stderr
+
 
 def test_a_new_resource_that_crashes_is_rolled_back(gateway: Gateway, key: Any) -> None:
     gateway.start(gateway.manifest(ECHOER))

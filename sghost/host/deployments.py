@@ -383,9 +383,8 @@ class Deployments:
     def _verify(self, active: Active, applied: Applied, reason: str = "") -> None:
         self._move(active, VERIFYING, reason)
         self.store.update(active.generation, state=VERIFYING)
-        active.verification = Verification(
-            applied.to_verify, self.config.verify_seconds, applied.uplink_changed, started=self.clock()
-        )
+        seconds = active.config.deploy.verify_seconds if active.config is not None else self.config.verify_seconds
+        active.verification = Verification(applied.to_verify, seconds, applied.uplink_changed, started=self.clock())
         self._later(lambda: self._poll_verification(active))
 
     def _poll_verification(self, active: Active) -> None:
@@ -399,7 +398,19 @@ class Deployments:
         else:
             self._roll_back(active, reason)
 
+    def _adopt(self, config: HostConfig | None) -> None:
+        """Take the ``[deploy]`` table of the configuration now in force (a deployment may rotate the keys)."""
+        if config is None or not deployments_on(config):
+            return
+        try:
+            keys = [documents.load_public_key(path) for path in config.deploy.trusted_keys]
+        except documents.DocumentError as error:
+            log.error("deployment: keeping the trusted keys in force: %s", error)
+            return
+        self.config, self.trusted_keys, self.store.keep = config.deploy, keys, config.deploy.keep_generations
+
     def _succeeded(self, active: Active) -> None:
+        self._adopt(active.config)
         self.store.update(active.generation, state=SUCCESSFUL, reason="")
         self._move(active, SUCCESSFUL)
         removed = self.store.prune()
@@ -428,6 +439,7 @@ class Deployments:
             self._finish()
             return
         self.host.apply_config(result.config, site)
+        self._adopt(result.config)
         self.store.update(active.generation, state=ROLLED_BACK, reason=reason)
         self._move(active, ROLLED_BACK, reason)
         self._finish()
