@@ -472,10 +472,15 @@ class Deployments:
             return False, f"generation {target.number} cannot be applied: {reason}"
         active = Active(target.id, target.sequence, APPLYING, target, current, config=config, rollback_to=current)
         self.active = active
-        self.store.switch(target)
-        self._publish(target.id, target.sequence, APPLYING, f"sghost rollback to generation {target.number}")
-        applied = self.host.apply_config(config, site)
-        self._verify(active, applied)
+
+        def start() -> None:
+            self.store.switch(target)
+            self._publish(target.id, target.sequence, APPLYING, f"sghost rollback to generation {target.number}")
+            self._verify(active, self.host.apply_config(config, site))
+
+        self._guarded(start)
+        if self.active is not active:
+            return False, f"rollback to generation {target.number} failed: {self.last.get('reason')}"
         return True, f"rolling back to generation {target.number}; its state follows on data/{self.host.host_name}/" \
             f"{DEPLOYMENT_SIGNAL}"
 
