@@ -257,3 +257,17 @@ def test_local_rollback_goes_through_apply_and_verification(machine: Any) -> Non
     assert host.published[-1]["generation"] == 1 and host.applied[-1] == []
     ok, message = deployments.roll_back_to(7)
     assert not ok and "no generation 7" in message
+
+
+def test_a_document_crosses_the_events_pipe_in_parts_each_under_pipe_buf() -> None:
+    from sghost.health.deployrelay import Reassembler, split
+
+    payload = bytes(range(256)) * 5000  # 1.25 MB: over 1 MiB, so that the supervisor can reject it by size
+    parts = split(payload, 7)
+    assert all(len(json.dumps({"kind": "deploy_part", **part}, separators=(",", ":"))) < 4096 for part in parts)
+    reassembler = Reassembler()
+    results = [reassembler.feed(part) for part in parts]
+    assert results[-1] == payload and all(result is None for result in results[:-1])
+    assert reassembler.feed(split(b"{}", 8)[0]) == b"{}"
+    broken = split(payload, 9)
+    assert [reassembler.feed(part) for part in broken[:3] + broken[4:]] == [None] * (len(broken) - 1)

@@ -19,7 +19,9 @@ DEPLOY_COMMAND = "deploy"
 """The meta-resource's command signal: ``command/<host>/deploy``."""
 DEPLOY_PART = "deploy_part"
 """The event kind: ``id``, ``index``, ``count``, ``data`` (base64)."""
-PART_BYTES = 8192
+PART_BYTES = 2048
+"""Each part's event line stays under PIPE_BUF (4096), so a heartbeat written by the main loop at the same
+moment can never land inside it (writes up to PIPE_BUF are atomic)."""
 MAX_PARTS = (4 * MAX_DOCUMENT_BYTES) // PART_BYTES
 """Beyond this the meta-resource sends only the first parts: enough for the supervisor to reject by size."""
 
