@@ -216,6 +216,8 @@ class Deployments:
         log.log(logging.WARNING if state in (REJECTED, FAILED, ROLLED_BACK, ROLLING_BACK) else logging.INFO,
                 "deployment %s (sequence %s): %s%s", deployment_id, sequence, state, f": {reason}" if reason else "")
         self.last = document
+        if deployment_id is not None:
+            self._seen_ids.add(deployment_id)  # decided or in progress: a re-delivery is ignored
         self.store.write_status(document, self.highest_sequence)
         self.host.publish_deployment(document)
 
@@ -483,6 +485,13 @@ class Deployments:
             return False, f"rollback to generation {target.number} failed: {self.last.get('reason')}"
         return True, f"rolling back to generation {target.number}; its state follows on data/{self.host.host_name}/" \
             f"{DEPLOYMENT_SIGNAL}"
+
+    def close(self) -> None:
+        """sghost stops: end a pip still running (the next start reports the deployment as failed)."""
+        active = self.active
+        if active is not None and active.pip is not None and active.pip.poll() is None:
+            active.pip.kill()
+            active.pip.wait()
 
     def status(self) -> dict[str, Any]:
         """What ``sghost deploy status`` shows."""

@@ -230,6 +230,8 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         self.hooks.close()
+        if self.deployments is not None:
+            self.deployments.close()
         if self._zygote_sock is not None:
             self._zygote_sock.close()
             self._zygote_sock = None
