@@ -62,6 +62,11 @@ def test_a_deployment_adds_a_resource_and_untouched_ones_keep_their_pids(gateway
     status = run_cli("deploy", "status", "-c", str(gateway.tmp_path / "gw1.toml"))
     assert f"deployment {deployment_id} (sequence 10): successful" in status.stdout, status.stdout + status.stderr
 
+    added_pid = resource_pid(gateway.local, HOST, "added")
+    reload = run_cli("reload", "-c", str(gateway.tmp_path / "gw1.toml"))  # re-reads generation 2, not gw1.toml
+    assert reload.returncode == 0 and "0 added, 0 removed, 0 restarted" in reload.stdout, reload.stdout + reload.stderr
+    assert resource_pid(gateway.local, HOST, "added") == added_pid
+
     rollback = run_cli("rollback", "-c", str(gateway.tmp_path / "gw1.toml"), timeout=60)
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
     assert "rolling back to generation 1" in rollback.stdout and "successful" in rollback.stdout
