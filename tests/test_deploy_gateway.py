@@ -249,3 +249,21 @@ def test_killed_while_installing_runs_the_previous_generation_and_reports_the_de
         gateway.push(newer)
         gateway.wait_state(newer_id, "successful")
         assert [s["state"] for s in gateway.states() if s["id"] == deployment_id] == ["failed"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_deploy_command_is_offered_only_with_deploy_enabled(
+    gateway: Gateway, host_factory: Callable[..., HostProcess], clients: list[Any], enabled: bool
+) -> None:
+    text = gateway.manifest(ECHOER).replace("enabled = true", f"enabled = {'true' if enabled else 'false'}")
+    text = text.replace("[host]\n", "[host]\nremote_control = true\n")
+    host_factory(text, name="gw1.toml").wait_log("embedded broker (mosquitto)", timeout=15)
+    health = Recorder("127.0.0.1", gateway.port, f"data/{HOST}/health").start()
+    clients.append(health)
+    health.wait_for(f"data/{HOST}/health", timeout=10)  # published after the meta-resource's announcements
+    # One subscription, deploy's topic first: its retained announcement would come before restart's.
+    topics = [f"commandavailable/{HOST}/deploy", f"commandavailable/{HOST}/restart"]
+    watcher = Recorder("127.0.0.1", gateway.port, topics).start()
+    clients.append(watcher)
+    watcher.wait_for(f"commandavailable/{HOST}/restart", "True", timeout=10)
+    assert (watcher.latest(f"commandavailable/{HOST}/deploy") == "True") is enabled
