@@ -271,3 +271,16 @@ def test_a_document_crosses_the_events_pipe_in_parts_each_under_pipe_buf() -> No
     assert reassembler.feed(split(b"{}", 8)[0]) == b"{}"
     broken = split(payload, 9)
     assert [reassembler.feed(part) for part in broken[:3] + broken[4:]] == [None] * (len(broken) - 1)
+
+
+def test_rejections_are_all_counted_but_logged_at_most_once_a_minute(
+    machine: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    deployments, host, key, keyfile = machine
+    for sequence in range(1, 6):
+        deployments.received(signed(key, manifest_text(keyfile), sequence=sequence, host="gw2"))
+    assert host.rejections == [1, 2, 3, 4, 5] and host.states().count(d.REJECTED) == 5
+    assert sum("rejected" in record.getMessage() for record in caplog.records) == 1
+    host.now += d.REJECTION_LOG_INTERVAL
+    deployments.received(signed(key, manifest_text(keyfile), sequence=9, host="gw2"))
+    assert "4 more rejected before this, not logged" in caplog.records[-1].getMessage()

@@ -65,6 +65,8 @@ REJECTED_SIGNAL = "deploy_rejected"
 POLL_INTERVAL = 0.2
 """Seconds between looks at pip and at the resources while verifying."""
 START_GRACE = 30.0
+REJECTION_LOG_INTERVAL = 60.0
+"""Seconds between log lines about rejected documents (each is counted, and published, regardless)."""
 """Seconds beyond verify_seconds an added or changed resource has to reach running at all."""
 
 log = logging.getLogger("sghost.deploy")
@@ -197,6 +199,8 @@ class Deployments:
         self.last: dict[str, Any] = status.get("last") or {}
         self.highest_sequence: int = int(status.get("highest_sequence") or 0)
         self.rejected = 0
+        self._rejection_logged = -REJECTION_LOG_INTERVAL
+        self._rejections_unlogged = 0
         self._seen_ids: set[str] = {g.id for g in store.generations() if g.id}
         if self.last.get("id"):
             self._seen_ids.add(self.last["id"])
@@ -213,13 +217,25 @@ class Deployments:
             "id": deployment_id, "sequence": sequence, "state": state, "reason": reason,
             "generation": current.number if current is not None else None, "at": now_iso(),
         }
-        log.log(logging.WARNING if state in (REJECTED, FAILED, ROLLED_BACK, ROLLING_BACK) else logging.INFO,
-                "deployment %s (sequence %s): %s%s", deployment_id, sequence, state, f": {reason}" if reason else "")
+        self._log(deployment_id, sequence, state, reason)
         self.last = document
         if deployment_id is not None:
             self._seen_ids.add(deployment_id)  # decided or in progress: a re-delivery is ignored
         self.store.write_status(document, self.highest_sequence)
         self.host.publish_deployment(document)
+
+    def _log(self, deployment_id: str | None, sequence: int, state: str, reason: str) -> None:
+        if state == REJECTED:  # anyone who may publish on the command topic can send many: rate-limited
+            now = self.clock()
+            if now - self._rejection_logged < REJECTION_LOG_INTERVAL:
+                self._rejections_unlogged += 1
+                return
+            if self._rejections_unlogged:
+                reason += f" ({self._rejections_unlogged} more rejected before this, not logged; see deploy_rejected)"
+            self._rejection_logged, self._rejections_unlogged = now, 0
+        level = logging.WARNING if state in (REJECTED, FAILED, ROLLED_BACK, ROLLING_BACK) else logging.INFO
+        shown = f": {reason}" if reason else ""
+        log.log(level, "deployment %s (sequence %s): %s%s", deployment_id, sequence, state, shown)
 
     def republish(self) -> None:
         """Send the last state and the rejection count again (a new meta-resource process knows nothing)."""
