@@ -120,7 +120,9 @@ def test_upgrade_runs_the_new_code_and_a_failed_one_brings_the_old_version_back(
     assert resource_pid(gateway.local, HOST, "keep") == keep_pid
 
 
-def test_a_package_whose_hash_does_not_match_is_rejected(gateway: Gateway, key: Any, wheels: dict[str, str]) -> None:
+def test_a_package_whose_hash_does_not_match_or_a_type_it_lacks_is_rejected(
+    gateway: Gateway, key: Any, wheels: dict[str, str]
+) -> None:
     gateway.start(gateway.manifest(ECHOER, deploy_extra='find_links = "wheelhouse"\n'))
     assert gateway.local is not None
     keep_pid = resource_pid(gateway.local, HOST, "keep")
@@ -130,3 +132,12 @@ def test_a_package_whose_hash_does_not_match_is_rejected(gateway: Gateway, key: 
     gateway.local.wait_for(f"data/{HOST}/deploy_rejected", "1", timeout=5)
     assert resource_pid(gateway.local, HOST, "keep") == keep_pid
     assert [g.name for g in (gateway.tmp_path / "state" / "generations").iterdir() if g.name.isdigit()] == ["1"]
+
+    # A type the new packages do not provide is known only once they are installed: rejected after installing.
+    misspelled = deploy(gateway, key, ECHOER + DEMO.replace('"demo"', '"demox"'), [wheels["0.1"]], 11,
+                        state="rejected")
+    assert "resources.dev.type" in misspelled["reason"] and "demo" in misspelled["reason"], misspelled
+    assert [s["state"] for s in gateway.states() if s["id"] == misspelled["id"]] == [
+        "received", "installing", "rejected"]
+    gateway.local.wait_for(f"data/{HOST}/deploy_rejected", "2", timeout=5)
+    assert resource_pid(gateway.local, HOST, "keep") == keep_pid

@@ -13,29 +13,43 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-CHECK_TIMEOUT = 120.0
+TYPES_FILE = "types.json"
+"""Beside a generation's ``site``: which plugin version provides each type there (written after its check)."""
 
 
-def check_in_subprocess(path: Path, text: str, site: Path | None) -> tuple[str, dict[str, str]]:
-    """The problems ``sghost check`` would report for ``text`` at ``path`` with ``site``'s packages ("" if none),
-    and which plugin version provides each resource type."""
-    request = json.dumps({"path": str(path), "text": text, "site": str(site) if site is not None else None})
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "sghost.deploy.checkgen"], input=request, capture_output=True, text=True,
-            timeout=CHECK_TIMEOUT,
+class CheckProcess:
+    """The check running in its own process; the caller polls it, so that its event loop never waits."""
+
+    def __init__(self, path: Path, text: str, site: Path) -> None:
+        request = json.dumps({"path": str(path), "text": text, "site": str(site)})
+        self._input = tempfile.TemporaryFile()  # noqa: SIM115 - closed by result()
+        self._input.write(request.encode("utf-8"))
+        self._input.seek(0)
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by result()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sghost.deploy.checkgen"], stdin=self._input, stdout=self._output,
+            stderr=subprocess.STDOUT,
         )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"cannot check the manifest with the new packages: {error}", {}
-    try:
-        answer = json.loads(result.stdout.strip().splitlines()[-1])
-        return str(answer["problems"]), dict(answer["types"])
-    except (ValueError, IndexError, KeyError, TypeError):
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"checking the manifest with the new packages failed: {tail}", {}
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def result(self) -> tuple[str, dict[str, str]]:
+        """The problems (``""``: valid) and ``{type: "distribution==version"}``, once ``poll()`` is not None."""
+        self._output.seek(0)
+        lines = self._output.read().decode("utf-8", errors="replace").strip().splitlines()
+        self._input.close()
+        self._output.close()
+        try:
+            answer = json.loads(lines[-1])
+            return str(answer["problems"]), dict(answer["types"])
+        except (ValueError, IndexError, KeyError, TypeError):
+            tail = lines[-1] if lines else "no output"
+            return f"checking the manifest with the new packages failed: {tail}", {}
 
 
 def type_versions(registry: Any) -> dict[str, str]:

@@ -118,6 +118,8 @@ class DeployHost(Protocol):
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
     def check_manifest(self, text: str, site: Path | None) -> CheckResult: ...
+    def start_check(self, text: str, site: Path) -> Any: ...
+    def finish_check(self, check: Any, text: str, site: Path) -> CheckResult: ...
     def apply_config(self, config: HostConfig, site: Path | None) -> Applied: ...
     def resource_health(self, name: str) -> ResourceHealth | None: ...
     def resource_names(self) -> list[str]: ...
@@ -313,7 +315,9 @@ class Deployments:
         return ""
 
     def _check_manifest(self, text: str, site: Path | None) -> tuple[HostConfig | None, str]:
-        result = self.host.check_manifest(text, site)
+        return self._verdict(self.host.check_manifest(text, site))
+
+    def _verdict(self, result: CheckResult) -> tuple[HostConfig | None, str]:
         if result.config is None:
             return None, f"invalid manifest:\n{result.problems}"
         deploy = result.config.deploy
@@ -369,12 +373,26 @@ class Deployments:
         self._installed(active)
 
     def _installed(self, active: Active) -> None:
+        """Packages installed: check the manifest with them, in a process of its own that a timer polls."""
+        if active.config is not None:
+            self._checked(active, CheckResult(active.config))
+            return
+        text, site = active.generation.manifest_text(), active.generation.site
+        check = self.host.start_check(text, site)
+
+        def poll() -> None:
+            if check.poll() is None:
+                self._later(poll)
+            else:
+                self._checked(active, self.host.finish_check(check, text, site))
+
+        self._later(poll)
+
+    def _checked(self, active: Active, result: CheckResult) -> None:
+        active.config, reason = self._verdict(result)
         if active.config is None:
-            site = active.generation.site if active.generation.packages else None
-            active.config, reason = self._check_manifest(active.generation.manifest_text(), site)
-            if active.config is None:
-                self._end_install(active, REJECTED, reason)
-                return
+            self._end_install(active, REJECTED, reason)
+            return
         active.generation = self.store.update(active.generation, complete=True, state=APPLYING)
         self._apply(active)
 

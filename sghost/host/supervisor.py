@@ -30,7 +30,7 @@ from sghost.config.checked import load_checked
 from sghost.config.deploy import load_trusted_keys
 from sghost.config.manifest import BrokerConfig, HostConfig, ManifestError, ResourceConfig, load_manifest
 from sghost.config.reloadplan import ReloadPlan, plan_reload
-from sghost.deploy.checkgen import check_in_subprocess, type_versions
+from sghost.deploy.checkgen import TYPES_FILE, CheckProcess, type_versions
 from sghost.deploy.startup import StartPlan
 from sghost.health import metrics
 from sghost.health.deployrelay import DEPLOY_COMMAND
@@ -890,8 +890,6 @@ class _DeployAdapter:
         self.supervisor = supervisor
         self.host_name = supervisor.config.name
         self._running_types = type_versions(supervisor.registry)
-        self._checked_types: dict[str, dict[str, str]] = {}
-        """By site directory: which plugin version provides each type there (from the last check)."""
 
     def start(self, plan: StartPlan) -> deploy.Deployments:
         self.supervisor.site_dir = str(plan.site) if plan.site is not None else None
@@ -905,23 +903,39 @@ class _DeployAdapter:
         return self.supervisor.timers.call_later(delay, callback)
 
     def check_manifest(self, text: str, site: Path | None) -> deploy.CheckResult:
+        """In this process; a generation with packages was checked with them when it was deployed."""
         path = self.supervisor.config.path
         try:
             if site is None:
                 return deploy.CheckResult(load_checked(str(path), self.supervisor.registry, True, text=text))
-            problems, self._checked_types[str(site)] = check_in_subprocess(path, text, site)
-            if problems:
-                return deploy.CheckResult(None, problems)
-            return deploy.CheckResult(load_manifest(path, text=text))  # types checked with the new packages
+            return deploy.CheckResult(load_manifest(path, text=text))
         except ManifestError as error:
             return deploy.CheckResult(None, str(error))
+
+    def start_check(self, text: str, site: Path) -> CheckProcess:
+        return CheckProcess(self.supervisor.config.path, text, site)
+
+    def finish_check(self, check: CheckProcess, text: str, site: Path) -> deploy.CheckResult:
+        problems, types = check.result()
+        if problems:
+            return deploy.CheckResult(None, problems)
+        (site.parent / TYPES_FILE).write_text(json.dumps(types, sort_keys=True), encoding="utf-8")
+        return self.check_manifest(text, site)
+
+    def _types(self, site: Path | None) -> dict[str, str]:
+        if site is None:
+            return type_versions(self.supervisor.registry)
+        try:
+            return dict(json.loads((site.parent / TYPES_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return {}
 
     def apply_config(self, config: HostConfig, site: Path | None) -> deploy.Applied:
         supervisor = self.supervisor
         uplink_changed = config.uplink != supervisor.config.uplink
         if uplink_changed:  # the bridge is part of the embedded broker: it is started again below
             supervisor.config = dataclasses.replace(supervisor.config, uplink=config.uplink)
-        types = self._checked_types.get(str(site), {}) if site is not None else type_versions(supervisor.registry)
+        types = self._types(site)
         changed_types = {name for name, version in types.items() if self._running_types.get(name) != version}
         restart = frozenset(name for name, resource in config.resources.items() if resource.type in changed_types)
         self._running_types = types
