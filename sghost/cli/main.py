@@ -14,6 +14,7 @@ from sghost.cli.brokeroptions import add_credential_options
 from sghost.cli.certs import add_certs_parser
 from sghost.cli.checkreport import report_check
 from sghost.cli.deploy import add_deploy_parser
+from sghost.cli.generations import add_deploy_status, add_generations_parsers, load_start
 from sghost.cli.logs import add_logs_parser
 from sghost.cli.metrics import add_metrics_parser
 from sghost.cli.newplugin import add_new_plugin_parser
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_parser(commands, _add_manifest_option)
     add_rebirth_parser(commands, _add_manifest_option)
     add_metrics_parser(commands, DEFAULT_MANIFEST)
-    add_deploy_parser(commands)
+    add_generations_parsers(commands, _add_manifest_option)
+    add_deploy_status(add_deploy_parser(commands), _add_manifest_option)
     return parser
 
 
@@ -238,15 +240,15 @@ def _start(args: argparse.Namespace) -> int:
 
         return send_command(args.config, "start", args.resource)
     configure_logging(args.log_level)
-    registry = load_registry()
-    try:
-        config = load_checked(args.config, registry, strict_types=False)
-    except ManifestError as error:
-        print(error, file=sys.stderr)
+    loaded = load_start(args.config)
+    if loaded is None:
         return EXIT_CONFIG
+    config, registry, plan = loaded
     from sghost.host.supervisor import Supervisor
 
-    return Supervisor(config, registry).run()
+    supervisor = Supervisor(config, registry)
+    supervisor.start_plan = plan
+    return supervisor.run()
 
 
 def configure_logging(level: str) -> None:

@@ -15,7 +15,7 @@ def load_registry() -> PluginRegistry:
     return registry
 
 
-def load_checked(path: str, registry: PluginRegistry, strict_types: bool) -> HostConfig:
+def load_checked(path: str, registry: PluginRegistry, strict_types: bool, text: str | None = None) -> HostConfig:
     """Load the manifest; with ``strict_types`` an unknown resource type is an error.
 
     ``sghost start`` is not strict when a plugin failed to load: the resources
@@ -23,9 +23,9 @@ def load_checked(path: str, registry: PluginRegistry, strict_types: bool) -> Hos
     """
     known = set(registry.types)
     if strict_types or not any(plugin.error for plugin in registry.plugins):
-        return load_manifest(path, known_types=known, check_settings=registry.check_settings)
+        return load_manifest(path, known_types=known, check_settings=registry.check_settings, text=text)
 
     def check_installed_types(name: str, type_name: str, settings: Mapping[str, Any]) -> list[str]:
         return registry.check_settings(name, type_name, settings) if type_name in known else []
 
-    return load_manifest(path, known_types=None, check_settings=check_installed_types)
+    return load_manifest(path, known_types=None, check_settings=check_installed_types, text=text)

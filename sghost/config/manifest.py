@@ -29,7 +29,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 from sgframework import constants
 from sgframework.addresses import parse_address
-from sghost.config import brokerkind, dependencies, environment, uplink
+from sghost.config import brokerkind, dependencies, deploy, environment, uplink
+from sghost.config.deploy import DeployConfig
 from sghost.config.identities import review as review_identities
 from sghost.config.integrations import TABLES as INTEGRATION_TABLES
 from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
@@ -65,7 +66,7 @@ PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
 """The values of ``[broker] protocol``."""
 BROKER_KINDS = ("mqtt", "nats")
 """The values of ``[broker] kind``: a complete MQTT broker, or nats-server's MQTT listener (docs/cluster.md)."""
-TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES)
+TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES, "deploy")
 """The top-level tables of a manifest."""
 
 CheckSettings = Callable[[str, str, Mapping[str, Any]], list[str]]
@@ -197,6 +198,8 @@ class HostConfig:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     uplink: UplinkConfig | None = None
     """The ``[uplink]`` table, or None without one."""
+    deploy: DeployConfig | None = None
+    """The ``[deploy]`` table, or None without one."""
 
 
 # ---------------------------------------------------------------------------
@@ -509,20 +512,24 @@ def _read_sections(problems: Problems, document: Mapping[str, Any]) -> dict[str,
 # Loading
 
 
-def _parse_file(absolute: Path, shown: str) -> dict[str, Any]:
-    """Read and parse the TOML file; raise ManifestError with one problem if that fails."""
-
-    def fail(message: str) -> ManifestError:
-        return ManifestError(absolute, [f"{shown}: {message}"])
-
+def _read_bytes(absolute: Path, fail: Callable[[str], ManifestError]) -> bytes:
     try:
-        data = absolute.read_bytes()
+        return absolute.read_bytes()
     except FileNotFoundError:
         raise fail("file not found; create it or pass -c PATH") from None
     except IsADirectoryError:
         raise fail("is a directory; expected a TOML file") from None
     except OSError as error:
         raise fail(f"cannot read: {error.strerror}; expected a readable TOML file") from None
+
+
+def _parse_file(absolute: Path, shown: str, text: str | None = None) -> dict[str, Any]:
+    """Read and parse the TOML file (or ``text`` in its place); raise ManifestError with one problem if that fails."""
+
+    def fail(message: str) -> ManifestError:
+        return ManifestError(absolute, [f"{shown}: {message}"])
+
+    data = text.encode("utf-8") if text is not None else _read_bytes(absolute, fail)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -537,6 +544,7 @@ def load_manifest(
     path: str | Path,
     known_types: Collection[str] | None = None,
     check_settings: CheckSettings | None = None,
+    text: str | None = None,
 ) -> HostConfig:
     """Read and validate the manifest at ``path``; raise ManifestError listing every problem.
 
@@ -545,10 +553,12 @@ def load_manifest(
     :param check_settings: ``check_settings(resource_name, type, settings)`` returns the
         problems of an enabled resource's settings (strings), reported under
         ``resources.<name>.settings``. Called only for a known type and a valid settings table.
+    :param text: the manifest's text, read as if it were the file at ``path`` (a deployed
+        generation: its relative paths resolve against ``path``'s directory).
     """
     shown = str(path)
     absolute = Path(os.path.abspath(Path(path).expanduser()))
-    document = _parse_file(absolute, shown)
+    document = _parse_file(absolute, shown, text)
     problems = Problems(shown, absolute.parent)
     sections = _read_sections(problems, document)
     host = _read_host(problems, sections["host"])
@@ -570,6 +580,7 @@ def load_manifest(
         (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
 
     uplink_config = uplink.read_uplink(problems, sections["uplink"], context.host_name, broker.embedded)
+    deploy_config = deploy.read_deploy(problems, sections["deploy"], context.host_name, uplink_config)
     brokerkind.check(problems, broker, context.host_name, resources)
     if problems.lines:
         raise ManifestError(absolute, problems.lines)
@@ -581,6 +592,7 @@ def load_manifest(
         warnings=tuple(problems.warnings),
         **integrations,
         uplink=uplink_config,
+        deploy=deploy_config,
         **host,
     )
 

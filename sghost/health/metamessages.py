@@ -9,6 +9,8 @@ Each message is a JSON object with ``op`` naming its kind:
 - ``lost`` (``topics``): publish retained ``False`` on a dead process's capability topics;
 - ``forget`` (``name``): clear a removed resource's retained topics;
 - ``homeassistant`` (``discovery``, ``prefix``, ``version``, ``remote_control``, ``resources``): configure discovery;
+- ``value`` (``signal``, ``payload``): publish one retained, announced data signal of the meta-resource
+  (``deployment``, ``deploy_rejected``);
 - ``answer`` (``id``, ``text``): the answer to a ``remote`` command event;
 - ``rebirth``: publish presence, announcements and every health topic again;
 - ``stop``: publish presence ``False`` and end.
@@ -24,6 +26,7 @@ HEALTH: Literal["health"] = "health"
 LOST: Literal["lost"] = "lost"
 FORGET: Literal["forget"] = "forget"
 HOMEASSISTANT: Literal["homeassistant"] = "homeassistant"
+VALUE: Literal["value"] = "value"
 ANSWER: Literal["answer"] = "answer"
 REBIRTH: Literal["rebirth"] = "rebirth"
 STOP: Literal["stop"] = "stop"
@@ -64,6 +67,12 @@ class HomeAssistant(TypedDict):
     resources: dict[str, DiscoveryResource]
 
 
+class Value(TypedDict):
+    op: Literal["value"]
+    signal: str
+    payload: str
+
+
 class Answer(TypedDict):
     op: Literal["answer"]
     id: int | None
@@ -78,7 +87,7 @@ class Stop(TypedDict):
     op: Literal["stop"]
 
 
-MetaMessage = Update | Health | Lost | Forget | HomeAssistant | Answer | Rebirth | Stop
+MetaMessage = Update | Health | Lost | Forget | HomeAssistant | Value | Answer | Rebirth | Stop
 
 
 def encode(message: MetaMessage) -> bytes:

@@ -29,6 +29,7 @@ from sgframework import PublishError, Resource
 from sgframework.constants import PAYLOAD_FALSE, PREFIX_DATA, PREFIX_DATAAVAILABLE
 from sgframework.framework import build_topic
 from sghost.health import metamessages as msg
+from sghost.health.deployrelay import DEPLOY_COMMAND, Relay
 from sghost.health.homeassistant import Discovery, Gateway, ResourceInfo
 from sghost.health.uplinkstate import UplinkWatch
 from sghost.process import events
@@ -204,6 +205,8 @@ def apply(meta_resource: MetaResource, bridge: RemoteBridge, message: dict[str, 
         meta_resource.forget(message["name"])
     elif op == msg.HOMEASSISTANT:
         meta_resource.homeassistant(message)
+    elif op == msg.VALUE:
+        meta_resource.send_value(message["signal"], message["payload"])
     elif op == msg.ANSWER:
         bridge.answer(message["id"], message["text"])
     elif op == msg.REBIRTH:
@@ -227,7 +230,10 @@ def run_meta_resource(spec: ChildSpec, registry: object, channel: events.EventWr
     meta_resource = MetaResource(spec)
     bridge = RemoteBridge(channel)
     for op in spec.commands:
-        meta_resource.add_command(op, bridge.ask)
+        if op == DEPLOY_COMMAND:
+            Relay(channel).register(meta_resource.resource)
+        else:
+            meta_resource.add_command(op, bridge.ask)
     uplink = _uplink_watch(spec, meta_resource, channel)
 
     def connection_changed(_resource: Resource, connected: bool) -> None:

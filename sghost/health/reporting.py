@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sghost.health import metamessages as msg
+from sghost.health.deployrelay import DEPLOY_PART, Reassembler
 from sghost.process import events
 from sghost.process.oslevel import describe_exit, kill_group
 from sghost.process.pipes import ChildPipes, PipeHost, log_output
@@ -70,6 +71,7 @@ class MetaResourceHost(PipeHost, Protocol):
     def meta_resource_stopped(self) -> None: ...
     def uplink_changed(self, state: str, queued: int | None, dropped: int | None) -> None: ...
     def meta_resource_moved(self) -> None: ...
+    def deployment_received(self, payload: bytes) -> None: ...
 
 
 class MetaResourceProcess:
@@ -91,6 +93,7 @@ class MetaResourceProcess:
         self._backlog = bytearray()
         self._stalled_since: float | None = None
         self._last_heartbeat = 0.0
+        self._deployment = Reassembler()
 
     @property
     def name(self) -> str:
@@ -180,6 +183,10 @@ class MetaResourceProcess:
             self.host.uplink_changed(str(event.get("state")), _count(queued), _count(dropped))
         elif kind == events.CONNECT_ERROR:
             log.warning("meta-resource %s: %s", self.name, event.get("text"))
+        elif kind == DEPLOY_PART:
+            payload = self._deployment.feed(event)
+            if payload is not None:
+                self.host.deployment_received(payload)
 
     # ------------------------------------------------------------ publishing
 
@@ -202,6 +209,10 @@ class MetaResourceProcess:
 
     def capabilities_lost(self, topics: list[str]) -> None:
         self._send(msg.Lost(op=msg.LOST, topics=topics))
+
+    def send_value(self, signal: str, payload: str) -> None:
+        """Publish one retained, announced data signal of the meta-resource (``deployment``, ``deploy_rejected``)."""
+        self._send(msg.Value(op=msg.VALUE, signal=signal, payload=payload))
 
     def rebirth(self) -> None:
         """Publish presence, announcements and every health topic again."""

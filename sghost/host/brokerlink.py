@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sghost.config.manifest import BrokerConfig, HostConfig, ResourceConfig
+from sghost.health.deployrelay import DEPLOY_COMMAND
 from sghost.host import uplinkbridge
-from sghost.host.broker import EmbeddedBroker
+from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.process.spec import META, ChildSpec
 
 log = logging.getLogger("sghost")
@@ -37,6 +38,10 @@ class BrokerLink:
         self.config = config
         self.embedded: EmbeddedBroker | None = None
         self.address: BrokerAddress | None = None
+        self.site_dir: str | None = None
+        """The current generation's packages (deployments), given to every resource process started from now on."""
+        self.deploy_command = False
+        """Whether the meta-resource offers ``command/<host>/deploy`` (``[deploy] enabled``)."""
 
     def start(self) -> BrokerAddress:
         """Start the embedded broker if ``[broker] embedded``; raises ``BrokerError`` when it cannot."""
@@ -55,6 +60,20 @@ class BrokerLink:
     def stop(self) -> None:
         if self.embedded is not None:
             self.embedded.stop()
+
+    def restart_embedded(self) -> None:
+        """Start the embedded broker again with the current ``[uplink]`` (a deployment changed the bridge).
+
+        Processes keep running and reconnect; the broker's own persistence keeps what the bridge had queued.
+        """
+        if self.embedded is None:
+            return
+        self.embedded.stop()
+        self.embedded = EmbeddedBroker(self.config().broker.port, workdir=None, extra_config=self._uplink_lines())
+        try:
+            self.embedded.start()
+        except BrokerError as error:
+            log.error("the embedded broker did not start again: %s", error)
 
     def _uplink_lines(self) -> list[str]:
         config = self.config()
@@ -77,7 +96,9 @@ class BrokerLink:
     def meta_resource_spec(self) -> ChildSpec:
         config = self.config()
         spec = self._spec(config.name, "", {}, config.broker.certificate_directory)
-        commands = COMMANDS if config.remote_control else ()
+        commands: tuple[str, ...] = COMMANDS if config.remote_control else ()
+        if self.deploy_command:
+            commands = (*commands, DEPLOY_COMMAND)
         uplink_topics: tuple[str, ...] = ()
         if config.uplink is not None:
             uplink_topics = (uplinkbridge.state_topic(config.name), *uplinkbridge.SYS_QUEUED_TOPICS)
@@ -88,7 +109,7 @@ class BrokerLink:
         spec = self._spec(resource.name, resource.type, dict(resource.settings), certificates)
         return dataclasses.replace(
             spec, watchdog=resource.policy.watchdog, environment=dict(resource.environment),
-            user=resource.user, group=resource.group,
+            user=resource.user, group=resource.group, site_dir=self.site_dir,
         )
 
     def _spec(self, name: str, type_name: str, settings: dict[str, Any], certificates: Any) -> ChildSpec:

@@ -51,7 +51,7 @@ MAX_REQUEST = 65536
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes on Linux, including the terminating NUL."""
 MAX_STEM = 32
-OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs")
+OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs", "rollback")
 FOLLOW = "_follow"
 """A handler's answer may carry, under this key, ``callable(connection)`` that keeps the connection."""
 MAX_LOG_LINES = 100_000
@@ -485,6 +485,10 @@ class Controllable(Protocol):
         """``logs`` with ``follow``: keep ``sock`` and send it every new line; False when refused."""
         ...
 
+    def rollback(self, generation: int | None) -> tuple[bool, str]:
+        """``rollback``: switch to an earlier generation (None: the previous one), applied and verified."""
+        ...
+
 
 def make_handler(target: Controllable) -> Handler:
     """The request handler that maps the protocol's ops onto the supervisor's methods.
@@ -492,7 +496,7 @@ def make_handler(target: Controllable) -> Handler:
     ``status`` -> ``status()``; ``start|stop|restart|rebirth`` ->
     ``command(op, resource)``; ``logs`` -> ``logs(resource, lines)`` and, with
     ``follow``, ``follow_logs(connection, resource)``;
-    ``reload`` -> ``reload()``; anything else is answered with an error.
+    ``reload`` -> ``reload()``; ``rollback`` -> ``rollback(generation)``; anything else is answered with an error.
     """
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -508,6 +512,11 @@ def make_handler(target: Controllable) -> Handler:
             ok, message = target.command(op, resource)
         elif op == "reload":
             ok, message = target.reload()
+        elif op == "rollback":
+            generation = request.get("generation")
+            if generation is not None and (not isinstance(generation, int) or isinstance(generation, bool)):
+                return _error('rollback: expected "generation": a generation number, or null for the previous one')
+            ok, message = target.rollback(generation)
         else:
             return _error(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
         return {"ok": ok, "message": message} if ok else _error(message)

@@ -26,13 +26,15 @@ from sghost.plugins import PluginRegistry
 log = logging.getLogger("sghost")
 
 
-def load(path: str | Path, registry: PluginRegistry) -> HostConfig:
+def load(path: str | Path, registry: PluginRegistry, text: str | None = None) -> HostConfig:
     """Read and check a manifest as a desired state; raises ``ManifestError`` naming every problem.
 
     Types no plugin provides are not problems here: those resources become
-    ``fatal`` with the plugin's error, and the others run.
+    ``fatal`` with the plugin's error, and the others run. ``text``, when
+    given, is read as if it were the file at ``path`` (a deployed generation's
+    manifest: its relative paths resolve against ``path``'s directory).
     """
-    return load_checked(str(path), registry, strict_types=False)
+    return load_checked(str(path), registry, strict_types=False, text=text)
 
 
 @dataclass(frozen=True)

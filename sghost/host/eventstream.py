@@ -130,6 +130,25 @@ class DesiredStateApplied:
 
 
 @dataclass(frozen=True)
+class DeploymentProgress:
+    """A deployment (or a rollback) moved to a new state: the retained ``data/<host>/deployment`` document."""
+
+    document: Mapping[str, Any]
+    """``id``, ``sequence``, ``state``, ``reason``, ``generation``, ``at`` (docs/deploy.md)."""
+
+    kind: ClassVar[str] = "deployment_progress"
+
+
+@dataclass(frozen=True)
+class DeploymentRejected:
+    """A deployment document was rejected; ``total`` counts every rejection since sghost started."""
+
+    total: int
+
+    kind: ClassVar[str] = "deployment_rejected"
+
+
+@dataclass(frozen=True)
 class HostStopping:
     """sghost was asked to stop: every resource stops, then the meta-resource."""
 
@@ -138,7 +157,8 @@ class HostStopping:
 
 Event = (
     ResourceStateChanged | ResourceForgotten | CapabilitiesLost | HealthSampled | HealthDocumentReady
-    | UplinkChanged | MetaResourceSpawned | MetaResourceConnected | DesiredStateApplied | HostStopping
+    | UplinkChanged | MetaResourceSpawned | MetaResourceConnected | DesiredStateApplied | DeploymentProgress
+    | DeploymentRejected | HostStopping
 )
 Listener = Callable[[Event], None]
 
@@ -203,6 +223,8 @@ def _named(listener: Listener) -> str:
 
 __all__ = [
     "CapabilitiesLost",
+    "DeploymentProgress",
+    "DeploymentRejected",
     "DesiredStateApplied",
     "Event",
     "EventStream",

@@ -9,13 +9,17 @@ document. A new meta-resource process knows nothing, so it gets everything again
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sghost.health import metrics
 from sghost.health.reporting import MetaResourceProcess
+from sghost.host.deployments import DEPLOYMENT_SIGNAL, REJECTED_SIGNAL
 from sghost.host.eventstream import (
     CapabilitiesLost,
+    DeploymentProgress,
+    DeploymentRejected,
     Event,
     EventStream,
     HealthDocumentReady,
@@ -64,6 +68,7 @@ class MetaResourceFeed:
         watchers: Mapping[str, Watcher],
         uplink: Callable[[], Mapping[str, Any] | None],
         sample_now: Callable[[], None],
+        host_fields: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self.stream = stream
         self.timers = timers
@@ -71,6 +76,8 @@ class MetaResourceFeed:
         self.watchers = watchers
         self.uplink = uplink
         self.sample_now = sample_now
+        self.host_fields = host_fields
+        """Host-wide entries of the health document kept by other parts (``deploy_rejected``)."""
         self._document: dict[str, Any] | None = None
         self._document_due = False
         self._retiring: set[str] = set()
@@ -94,6 +101,11 @@ class MetaResourceFeed:
             case HealthSampled(document=document):
                 self._publish_sampled(meta, document)
             case UplinkChanged() | MetaResourceConnected():
+                self._publish_document_soon()
+            case DeploymentProgress(document=document):
+                meta.send_value(DEPLOYMENT_SIGNAL, json.dumps(dict(document), sort_keys=True))
+            case DeploymentRejected(total=total):
+                meta.send_value(REJECTED_SIGNAL, str(total))
                 self._publish_document_soon()
             case MetaResourceSpawned(restarted=False):
                 self._publish_document_soon()  # the document now has a meta_pid
@@ -146,6 +158,7 @@ class MetaResourceFeed:
             "broker_connected": meta.is_connected(),
             "broker": meta.broker,
             "resources": resources,
+            **self.host_fields(),
         }
         uplink = self.uplink()
         if uplink is not None:

@@ -72,6 +72,8 @@ class Sampler:
         self.started_at = time.monotonic()
         self._processes: dict[int, psutil.Process] = {}
         self._next_memory_check = 0.0
+        self.host_fields: dict[str, Any] = {}
+        """Host-wide entries other parts keep in the snapshot (``deploy_rejected`` with deployments on)."""
 
     def process_ended(self, pid: int) -> None:
         self._processes.pop(pid, None)
@@ -124,6 +126,7 @@ class Sampler:
             "broker": meta.broker if meta is not None else None,
             "resources": {name: resource_snapshot(w, self.stats(w)) for name, w in self.watchers.items()},
             **({"uplink": dict(uplink)} if uplink is not None else {}),
+            **self.host_fields,
         }
         document[metrics.PROCESSES] = {
             name: figures for name, w in self.watchers.items() if (figures := self._process_figures(w)) is not None

@@ -19,12 +19,15 @@ from typing import Any
 from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
 from sghost import __version__
-from sghost.config.manifest import HostConfig, ManifestError
+from sghost.config.manifest import HostConfig, ManifestError, load_manifest
+from sghost.deploy.startup import StartPlan
 from sghost.health.reporting import MetaResourceProcess
 from sghost.host import desiredstate, systemd
 from sghost.host.broker import BrokerError
 from sghost.host.brokerlink import COMMANDS, BrokerLink
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.deploymentlink import DeploymentLink
+from sghost.host.deployments import Deployments
 from sghost.host.desiredstate import DesiredState
 from sghost.host.eventstream import (
     CapabilitiesLost,
@@ -32,6 +35,7 @@ from sghost.host.eventstream import (
     HostStopping,
     MetaResourceConnected,
     MetaResourceSpawned,
+    UplinkChanged,
 )
 from sghost.host.followers import DiscoveryFollower, HookFollower, MetricsFile
 from sghost.host.hooks import HookRunner
@@ -101,6 +105,9 @@ class Supervisor:
             remote_control_changed=self._log_remote_control,
         )
         self.hooks = HookRunner(config.hooks, config.name, self.timers)
+        self.start_plan: StartPlan | None = None
+        """Set by ``sghost start`` when deployments are on: the generation this config came from."""
+        self.deployments: Deployments | None = None
         self._subscribe_followers()
 
     def _subscribe_followers(self) -> None:
@@ -110,7 +117,7 @@ class Supervisor:
         self.stream.subscribe(MetricsFile(self._config))
         self.stream.subscribe(MetaResourceFeed(
             self.stream, self.timers, lambda: self.meta_resource, self.watchers, self._uplink_status,
-            self.sampler.sample,
+            self.sampler.sample, lambda: self.sampler.host_fields,
         ))
 
     @property
@@ -144,8 +151,11 @@ class Supervisor:
                 self.control.close()
             return EXIT_FAILURE
         self.zygote.start(self.registry, RUNNERS)
+        self.brokers.deploy_command = self.start_plan is not None
         self.meta_resource = MetaResourceProcess(self, self.brokers.meta_resource_spec(), output_log)
         self.meta_resource.start()
+        if self.start_plan is not None:
+            self.deployments = DeploymentLink(self).start(self.start_plan)
         if self.config.remote_control:
             self._log_remote_control()
         self.desired.apply(self.config)  # the first desired state, onto an empty table
@@ -208,6 +218,8 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         self.hooks.close()
+        if self.deployments is not None:
+            self.deployments.close()
         self.zygote.close()
         self.brokers.stop()
         if self.control is not None:
@@ -294,6 +306,24 @@ class Supervisor:
     def broker_reachable(self) -> bool:
         return self.sampler.broker_reachable()
 
+    def deployment_received(self, payload: bytes) -> None:
+        """A document arrived on ``command/<host>/deploy`` (offered only with ``[deploy] enabled``)."""
+        if self.deployments is not None and not self._stopping:
+            self.deployments.received(payload)
+
+    def restart_embedded_broker(self) -> None:
+        """Start the embedded broker again with the current ``[uplink]`` (a deployment changed the bridge).
+
+        Resources and the meta-resource keep their processes and reconnect.
+        """
+        had_uplink = self.uplink is not None
+        self.uplink = UplinkStatus(self.stream) if self.config.uplink is not None else None
+        self.brokers.restart_embedded()
+        if had_uplink != (self.uplink is not None) and self.meta_resource is not None:
+            self.meta_resource.restart(self.brokers.meta_resource_spec())  # it watches the bridge's topics, or not
+        if self.uplink is not None:
+            self.stream.publish(UplinkChanged(self.uplink.status["state"], dict(self.uplink.status)))
+
     def _log_remote_control(self) -> None:
         if self.config.remote_control:
             log.warning("remote control is on: command/%s/{%s} are obeyed", self.config.name, ",".join(COMMANDS))
@@ -331,7 +361,7 @@ class Supervisor:
         systemd.reloading()
         try:
             try:
-                new = desiredstate.load(self.config.path, self.registry)
+                new = self._load_desired_state()
             except ManifestError as error:
                 log.error("reload rejected, nothing changed:\n%s", error)
                 return False, f"reload rejected, nothing changed:\n{error}"
@@ -340,6 +370,22 @@ class Supervisor:
             return True, result.message
         finally:
             systemd.ready()
+
+    def _load_desired_state(self) -> HostConfig:
+        """The manifest, or with deployments on, the current generation's (read as if it were the ``-c`` file)."""
+        generation = self.deployments.current if self.deployments is not None else None
+        if generation is None:
+            return desiredstate.load(self.config.path, self.registry)
+        text = generation.manifest_text()
+        if self.brokers.site_dir is not None:  # its types were checked with its packages when it was deployed
+            return load_manifest(self.config.path, text=text)
+        return desiredstate.load(self.config.path, self.registry, text=text)
+
+    def rollback(self, generation: int | None) -> tuple[bool, str]:
+        """``sghost rollback [GENERATION]``: the same apply and verification as a deployment."""
+        if self.deployments is None:
+            return False, f"deployments are off in {self.config.path}: expected [deploy] enabled = true"
+        return self.deployments.roll_back_to(generation)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything ``health`` and ``sghost status`` show, and (under ``processes``) what metrics add."""

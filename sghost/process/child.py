@@ -24,6 +24,7 @@ from sghost.context import ResourceContext
 from sghost.plugins import PluginRegistry
 from sghost.process import events
 from sghost.process.exitcodes import EXIT_BROKER_REFUSED, EXIT_OK, EXIT_PLUGIN_ERROR, EXIT_TYPE_MISSING
+from sghost.process.generationsite import registry_for_site
 from sghost.process.preflight import prepare
 from sghost.process.spec import ChildSpec
 from sghost.process.supervisorlink import SupervisorLink
@@ -79,6 +80,7 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
     log = logging.getLogger(spec.name)
     if (refused := prepare(spec, channel)) is not None:
         return refused
+    registry = registry_for_site(registry, spec.site_dir)
     try:
         resource_type = registry.get(spec.type_name)
     except KeyError:

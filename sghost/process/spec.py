@@ -43,6 +43,8 @@ class ChildSpec:
     user: str | None = None
     """The Unix user the process drops to before the plugin's setup (None: stay as sghost's user)."""
     group: str | None = None
+    site_dir: str | None = None
+    """A deployed generation's packages, first on ``sys.path`` (:mod:`sghost.process.generationsite`)."""
 
     @property
     def heartbeat_interval(self) -> float | None:

@@ -1,0 +1,89 @@
+"""A gateway for the deployment tests: sghost with an embedded broker, [deploy] on, and a recorder on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hostharness import HostProcess, manifest_text
+from sghost.deploy import document
+from sghost.host.broker import MosquittoBroker, free_port
+from sghost.testing import Recorder
+
+VERIFY = 1.5
+HOST = "gw1"
+ECHOER = '[resources.keep]\ntype = "echoer"\n'
+ADDED = '[resources.added]\ntype = "echoer"\n'
+CRASHER = '[resources.added]\ntype = "crasher"\n'
+
+
+class Gateway:
+    """One gateway's manifest parts, its process, and a recorder on its embedded broker."""
+
+    def __init__(self, tmp_path: Path, factory: Callable[..., HostProcess], clients: list[Any],
+                 central: MosquittoBroker | None = None) -> None:
+        self.tmp_path = tmp_path
+        self.factory = factory
+        self.clients = clients
+        self.port = free_port()
+        self.central = central
+        self.host: HostProcess | None = None
+        self.local: Recorder | None = None
+
+    def manifest(self, resources: str, uplink: str | None = None, deploy_extra: str = "",
+                 verify: float = VERIFY) -> str:
+        text = manifest_text(None, resources, host=HOST, port=self.port, broker_extra="embedded = true\n")
+        text += (f'\n[deploy]\nenabled = true\ntrusted_keys = ["fleet.pub"]\nverify_seconds = {verify}\n'
+                 f'state_dir = "{self.tmp_path / "state"}"\n{deploy_extra}')
+        if self.central is not None:
+            address = uplink or f"127.0.0.1:{self.central.port}"
+            text += (f'\n[uplink]\naddress = "{address}"\nstate_dir = "{self.tmp_path / "uplink"}"\n'
+                     "reconnect_min = 1\nreconnect_max = 2\n")
+        return text
+
+    def start(self, text: str | None = None) -> Gateway:
+        if text is not None:
+            self.host = self.factory(text, name="gw1.toml")
+        else:
+            self.host = self.factory((self.tmp_path / "gw1.toml").read_text(), name="gw1.toml")
+        self.host.wait_log("embedded broker (mosquitto)", timeout=15)
+        self.local = Recorder("127.0.0.1", self.port, ["data/#", "command/#"]).start()
+        self.clients.append(self.local)
+        return self
+
+    def states(self) -> list[dict[str, Any]]:
+        assert self.local is not None
+        return [json.loads(m.payload) for m in self.local.on(f"data/{HOST}/deployment") if m.payload]
+
+    def wait_state(self, deployment_id: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+        assert self.local is not None
+        found = self.local.wait_until(
+            lambda: next((s for s in self.states() if s["id"] == deployment_id and s["state"] == state), None),
+            timeout,
+        )
+        assert found, f"no {state} for {deployment_id}; seen: {self.states()}\n{self.host.log() if self.host else ''}"
+        return found  # type: ignore[return-value]
+
+    def push(self, payload: bytes) -> None:
+        assert self.local is not None
+        self.local.publish(f"command/{HOST}/deploy", payload, qos=1, retain=True)
+
+
+def sign(key: Ed25519PrivateKey, manifest: str, sequence: int, host: str = HOST,
+         requirements: list[str] | None = None) -> tuple[bytes, str]:
+    signed = document.sign({"host": host, "sequence": sequence, "manifest": manifest,
+                            "requirements": requirements or []}, key)
+    return signed.to_json().encode(), signed.id
+
+
+def fleet_key(directory: Path) -> Ed25519PrivateKey:
+    """A new fleet key; its public half is written to ``directory/fleet.pub``."""
+    private = Ed25519PrivateKey.generate()
+    (directory / "fleet.pub").write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private
