@@ -143,22 +143,6 @@ def operator(tls_broker: MosquittoBroker, site: Path, clients: list[Any]) -> Rec
     return recorder
 
 
-@pytest.fixture
-def start_host(site: Path) -> Iterator[Callable[[str, str], HostProcess]]:
-    started: list[HostProcess] = []
-
-    def make(name: str, text: str) -> HostProcess:
-        manifest = site / f"{name}.toml"  # relative certificate paths are relative to it
-        manifest.write_text(text)
-        host = HostProcess(manifest).start()
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
-
-
 def status_json(manifest: Path) -> tuple[dict[str, Any], str]:
     """``sghost status --json``: the parsed document and the raw output."""
     result = run_cli("status", "-c", str(manifest), "--json", "--timeout", "5")
@@ -207,10 +191,10 @@ def test_security_doc_shows_exactly_the_example_files_the_tests_run() -> None:
 
 
 def test_each_resource_connects_with_its_own_certificate(
-    tls_broker: MosquittoBroker, site: Path, operator: Recorder, start_host: Callable[..., HostProcess]
+    tls_broker: MosquittoBroker, site: Path, operator: Recorder, host_factory: Callable[..., HostProcess]
 ) -> None:
     text = manifest_text(tls_broker, TWO_RESOURCES, host=HOST, broker_extra='certificate_directory = "certs/gateway"')
-    host = start_host("identities", text)
+    host = host_factory(text, "identities.toml", directory=site)
     for name in ("alpha", "beta", HOST):
         operator.wait_for(f"resourceavailable/{name}/presence", "True", timeout=10)
     for name in ("alpha", "beta"):
@@ -314,7 +298,7 @@ def test_a_client_with_one_identity_cannot_publish_as_another(
 
 
 def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_off(
-    tls_broker: MosquittoBroker, site: Path, operator: Recorder, start_host: Callable[..., HostProcess]
+    tls_broker: MosquittoBroker, site: Path, operator: Recorder, host_factory: Callable[..., HostProcess]
 ) -> None:
     # gamma: signed by the right CA but expired 9 days ago.
     expired = site / "expired"
@@ -334,7 +318,7 @@ def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_of
                            ("zeta", "certs/zeta"))
     )
     text = manifest_text(tls_broker, resources, host=HOST, broker_extra='certificate_directory = "certs/gateway"')
-    host = start_host("broken", text)
+    host = host_factory(text, "broken.toml", directory=site)
 
     # zeta connects, then loses its key (a botched rotation) and is killed: its restarts cannot connect.
     operator.wait_for("resourceavailable/zeta/presence", "True", timeout=10)
@@ -389,9 +373,10 @@ def password_recorder(broker: MosquittoBroker, site: Path, clients: list[Any]) -
 
 
 def test_wrong_password_goes_fatal_with_the_brokers_reason_and_is_never_shown(
-    password_broker: MosquittoBroker, site: Path, start_host: Callable[..., HostProcess]
+    password_broker: MosquittoBroker, site: Path, host_factory: Callable[..., HostProcess]
 ) -> None:
-    host = start_host("wrongpw", password_manifest(site, password_broker, "wrongpw", WRONG_PASSWORD))
+    text = password_manifest(site, password_broker, "wrongpw", WRONG_PASSWORD)
+    host = host_factory(text, "wrongpw.toml", directory=site)
     host.wait_log("[taxisign] fatal", timeout=8)
     document, raw_status = status_json(site / "wrongpw.toml")
     alpha = document["resources"]["taxisign"]
@@ -403,10 +388,11 @@ def test_wrong_password_goes_fatal_with_the_brokers_reason_and_is_never_shown(
 
 
 def test_right_password_connects_and_is_never_shown(
-    password_broker: MosquittoBroker, site: Path, start_host: Callable[..., HostProcess], clients: list[Any]
+    password_broker: MosquittoBroker, site: Path, host_factory: Callable[..., HostProcess], clients: list[Any]
 ) -> None:
     operator = password_recorder(password_broker, site, clients)
-    host = start_host("rightpw", password_manifest(site, password_broker, "rightpw", RIGHT_PASSWORD))
+    text = password_manifest(site, password_broker, "rightpw", RIGHT_PASSWORD)
+    host = host_factory(text, "rightpw.toml", directory=site)
     operator.wait_for("resourceavailable/taxisign/presence", "True", timeout=10)
     operator.wait_for(f"data/{HOST}/taxisign_state", "running")
     operator.wait_for(f"data/{HOST}/health", timeout=5)

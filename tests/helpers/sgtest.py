@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sghost.host.broker import MosquittoBroker
-from sghost.testing import Recorder
+from sghost.testing import Recorder, wait_until
 
 
 @dataclass(frozen=True)
@@ -61,23 +61,8 @@ def wait(
     pump: Callable[[], object] | None = None,
     changed: threading.Condition | None = None,
 ) -> Any:
-    """Return ``condition()`` once truthy, or its last value after ``timeout``.
-
-    With ``pump`` (a loop-mode client's ``loop``) the pump drives the waiting;
-    otherwise the waiting is on ``changed`` (or a private condition) in slices.
-    """
-    deadline = time.monotonic() + timeout
-    changed = changed or threading.Condition()
-    while True:
-        value = condition()
-        remaining = deadline - time.monotonic()
-        if value or remaining <= 0:
-            return value
-        if pump is not None:
-            pump()
-        else:
-            with changed:
-                changed.wait(min(remaining, 0.02))
+    """:func:`sghost.testing.wait_until`, checking every 20 ms: ``pump`` drives the waiting, or ``changed`` wakes it."""
+    return wait_until(condition, timeout, 0.02, pump, changed)
 
 
 class LogWatch(logging.Handler):

@@ -1,4 +1,4 @@
-"""Fixtures of the canbus tests: the climate bus description, its mapping, in-process resources, sghost hosts."""
+"""Fixtures of the canbus tests: the climate bus description, its mapping, in-process resources, a pty pair."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from canbus_helpers import CLIMATE_KCD, MAPPING, Host, PtyPair
+from canbus_helpers import CLIMATE_KCD, MAPPING, PtyPair
 from sgframework import Resource
 from sghost.context import ResourceContext
 from sghost.testing import MosquittoBroker
@@ -65,22 +65,6 @@ def start_canbus(mosquitto: MosquittoBroker, can_files: Path) -> Iterator[Callab
     for context, resource in started:
         context.run_cleanups()
         resource.stop()
-
-
-@pytest.fixture
-def start_host(tmp_path: Path) -> Iterator[Callable[[str], Host]]:
-    """``start_host(manifest_text)`` runs ``sghost start`` on ``<tmp_path>/hostconfig.toml``; stopped after the test."""
-    hosts: list[Host] = []
-
-    def start(text: str) -> Host:
-        path = tmp_path / "hostconfig.toml"
-        path.write_text(text)
-        hosts.append(Host(path))
-        return hosts[-1]
-
-    yield start
-    for host in hosts:
-        host.stop()
 
 
 @pytest.fixture
