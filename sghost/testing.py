@@ -34,6 +34,7 @@ import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sgframework import constants
 from sghost.host.broker import MosquittoBroker
 
 
@@ -55,9 +56,19 @@ class Recorder:
     """
 
     def __init__(
-        self, host: str, port: int, topics: str | list[str] = "#", client_id: str = "", clean_session: bool = True
+        self,
+        host: str,
+        port: int,
+        topics: str | list[str] = "#",
+        client_id: str = "",
+        clean_session: bool = True,
+        certificate_directory: Path | None = None,
     ) -> None:
-        """``clean_session=False`` (with a ``client_id``) keeps the subscription and queue across broker restarts."""
+        """``clean_session=False`` (with a ``client_id``) keeps the subscription and queue across broker restarts.
+
+        ``certificate_directory`` (laid out as ``sghost certs issue`` writes one) makes it a TLS client with
+        that identity.
+        """
         self.host, self.port = host, port
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.messages: list[Received] = []
@@ -70,6 +81,8 @@ class Recorder:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
+        if certificate_directory is not None:
+            self.client.tls_set(*certificate_files(certificate_directory))
 
     def start(self, timeout: float = 5.0) -> Recorder:
         self.client.connect(self.host, self.port)
@@ -143,6 +156,13 @@ class Recorder:
         with self._changed:
             self.messages.append(received)
             self._changed.notify_all()
+
+
+def certificate_files(directory: Path) -> tuple[str, str, str]:
+    """The CA certificate, certificate and key of a certificate directory, in the order paho's ``tls_set`` takes."""
+    return (
+        str(directory / constants.CA_CERTS), str(directory / constants.CERTFILE), str(directory / constants.KEYFILE)
+    )
 
 
 def _private_mosquitto() -> Iterator[MosquittoBroker]:
@@ -338,9 +358,10 @@ class ChildProcess:
     Standard output and standard error are read together into :attr:`lines`.
     """
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         self.argv = list(argv)
         self.env = dict(env) if env is not None else sghost_environment()
+        self.cwd = cwd
         self.process: subprocess.Popen[str] | None = None
         self._reader: LineReader | None = None
 
@@ -352,6 +373,7 @@ class ChildProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=self.env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         assert self.process.stdout is not None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from sghost.cli import fleet as fleet_module
 from sghost.cli.fleet import FleetError, collect_fleet, format_fleet, parse_broker
 from sghost.host.broker import MosquittoBroker, free_port
-from sghost.testing import Recorder
+from sghost.testing import Recorder, run_sghost
 
 
 def health(host: str, resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -58,10 +56,6 @@ def fleet_broker(mosquitto: MosquittoBroker) -> MosquittoBroker:
 def rows(text: str, host: str) -> list[list[str]]:
     """The table rows of ``host``, split into cells (two or more spaces apart)."""
     return [re.split(r"\s{2,}", line) for line in text.splitlines() if line.split()[0] == host]
-
-
-def run_sghost(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sghost", *args], capture_output=True, text=True, timeout=30)
 
 
 def test_collect_fleet_finds_both_hosts(fleet_broker: MosquittoBroker) -> None:

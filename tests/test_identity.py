@@ -28,7 +28,7 @@ from hostharness import HostProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost.cli import certs
 from sghost.host.broker import MosquittoBroker, own_user_line
-from sghost.testing import Recorder
+from sghost.testing import Recorder, certificate_files
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 FAILING_POLICY = "max_restarts = 2\nbackoff_max = 30.0\n"
@@ -94,15 +94,13 @@ def broker(site: Path) -> Iterator[MosquittoBroker]:
 
 
 def tls_files(site: Path, identity: str) -> tuple[str, str, str]:
-    directory = site / "certs" / identity
-    return tuple(str(directory / name) for name in (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE))  # type: ignore[return-value]
+    return certificate_files(site / "certs" / identity)
 
 
 @pytest.fixture
 def operator(broker: MosquittoBroker, site: Path, clients: list[Any]) -> Recorder:
-    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}")
-    ca, cert, key = tls_files(site, "operator")
-    recorder.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}",
+                        certificate_directory=site / "certs" / "operator")
     clients.append(recorder.start())
     return recorder
 

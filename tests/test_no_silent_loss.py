@@ -7,12 +7,12 @@ broker delivered; sghost's own health and status say what was refused or dropped
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.sgtest import LogWatch, log_watch
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hostharness import manifest_text, run_cli, wait_until
@@ -83,25 +83,10 @@ def counting(mosquitto: MosquittoBroker) -> Iterator[Callable[[str], CountingSub
         subscriber.stop()
 
 
-class Logs(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def lines(self, text: str) -> list[str]:
-        return [r.getMessage() for r in self.records if text in r.getMessage()]
-
-
 @pytest.fixture
-def logs() -> Iterator[Logs]:
-    handler = Logs()
-    logger = logging.getLogger("sgframework")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+def logs() -> Iterator[LogWatch]:
+    with log_watch() as watch:
+        yield watch
 
 
 def started(resource: Resource, *, threaded: bool = True) -> Resource:
@@ -182,7 +167,7 @@ def test_in_loop_mode_another_thread_sending_waits_for_the_loop_and_nothing_is_l
 
 
 def test_disconnected_the_message_past_the_bound_is_refused_at_once_and_the_rest_delivered_later(
-    fresh_mosquitto: MosquittoBroker, logs: Logs
+    fresh_mosquitto: MosquittoBroker, logs: LogWatch
 ) -> None:
     resource = Resource("outage", "127.0.0.1", fresh_mosquitto.port)
     resource.protocol = mqtt.MQTTv311
@@ -229,7 +214,7 @@ def test_the_byte_bound_refuses_too(mosquitto: MosquittoBroker) -> None:
         resource.stop()
 
 
-def test_a_flood_of_refusals_writes_a_handful_of_log_lines_not_one_per_message(logs: Logs) -> None:
+def test_a_flood_of_refusals_writes_a_handful_of_log_lines_not_one_per_message(logs: LogWatch) -> None:
     resource = Resource("flooded", "127.0.0.1", free_port())
     resource.protocol = mqtt.MQTTv311
     resource.max_queued_messages = 10
@@ -252,7 +237,7 @@ def test_a_flood_of_refusals_writes_a_handful_of_log_lines_not_one_per_message(l
     assert any(summary in line for line in logs.lines("Refused")), logs.lines("Refused")
 
 
-def test_qos0_sent_while_disconnected_is_dropped_and_counted(logs: Logs) -> None:
+def test_qos0_sent_while_disconnected_is_dropped_and_counted(logs: LogWatch) -> None:
     resource = Resource("qos0", "127.0.0.1", free_port())
     resource.protocol = mqtt.MQTTv311
     resource.qos = 0

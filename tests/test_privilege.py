@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_identity import IdentityBroker, issue, operator_block, tls_files
+from test_identity import IdentityBroker, issue, operator_block
 
-from hostharness import HostProcess, manifest_text, resource_pid, run_cli
+from hostharness import ChildProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
@@ -148,29 +147,19 @@ def broker(site: Path, users: tuple[str, str]) -> Iterator[MosquittoBroker]:
     running.cleanup()
 
 
-class InstalledHost(HostProcess):
+class InstalledHost(ChildProcess):
     """``sghost start`` run by the world-readable interpreter."""
 
     def __init__(self, manifest: Path, installed: Installed) -> None:
-        super().__init__(manifest, installed.env())
-        self.installed = installed
-
-    def start(self) -> InstalledHost:
-        self.process = subprocess.Popen(
-            [str(self.installed.python), "-m", "sghost", "start", "-c", str(self.manifest)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=self.env, start_new_session=True, cwd=self.installed.root,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        return self
+        argv = [str(installed.python), "-m", "sghost", "start", "-c", str(manifest)]
+        super().__init__(argv, installed.env(), cwd=installed.root)
+        self.manifest = manifest
 
 
 @pytest.fixture
 def operator(broker: MosquittoBroker, site: Path) -> Iterator[Recorder]:
-    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}")
-    ca, cert, key = tls_files(site, "operator")
-    recorder.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}",
+                        certificate_directory=site / "certs" / "operator")
     yield recorder.start()
     recorder.stop()
 

@@ -28,7 +28,7 @@ from hostharness import HostProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost.cli import certs
 from sghost.host.broker import MosquittoBroker, own_user_line
-from sghost.testing import Recorder
+from sghost.testing import Recorder, certificate_files
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 HOST = "gateway"  # the [host] name the example ACL grants the meta-resource's rights to
@@ -125,14 +125,8 @@ def password_broker(site: Path) -> Iterator[MosquittoBroker]:
 
 def tls_recorder(broker: MosquittoBroker, site: Path, identity: str, topics: str = "#") -> Recorder:
     """A subscriber holding the certificate of ``identity`` (CN = user name for the ACL)."""
-    recorder = Recorder(broker.host, broker.port, topics, client_id=f"{identity}-{uuid.uuid4().hex[:8]}")
-    directory = site / "certs" / identity
-    recorder.client.tls_set(
-        ca_certs=str(directory / constants.CA_CERTS),
-        certfile=str(directory / constants.CERTFILE),
-        keyfile=str(directory / constants.KEYFILE),
-    )
-    return recorder
+    return Recorder(broker.host, broker.port, topics, client_id=f"{identity}-{uuid.uuid4().hex[:8]}",
+                    certificate_directory=site / "certs" / identity)
 
 
 @pytest.fixture
@@ -245,8 +239,7 @@ def test_a_client_with_one_identity_cannot_publish_as_another(
                          protocol=mqtt.MQTTv5)
     client.on_publish = lambda c, u, mid, reason, props: outcomes.__setitem__(mid, reason)
     directory = site / "certs" / "alpha"
-    client.tls_set(str(directory / constants.CA_CERTS), str(directory / constants.CERTFILE),
-                   str(directory / constants.KEYFILE))
+    client.tls_set(*certificate_files(directory))
     client.connect(tls_broker.host, tls_broker.port)
     client.loop_start()
     clients.append(client)
@@ -281,8 +274,7 @@ def test_a_client_with_one_identity_cannot_publish_as_another(
     # A last will on another's topic is not delivered either (MQTT 5: disconnect with will).
     forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"alpha-will-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
-    forger.tls_set(str(directory / constants.CA_CERTS), str(directory / constants.CERTFILE),
-                   str(directory / constants.KEYFILE))
+    forger.tls_set(*certificate_files(directory))
     forger.will_set("resourceavailable/beta/presence", "False", qos=1, retain=True)
     forger.connect(tls_broker.host, tls_broker.port)
     forger.loop_start()

@@ -11,7 +11,6 @@ import pytest
 from helpers.certs import make_tls_files
 
 from hostharness import HostProcess, manifest_text, run_cli
-from sgframework import constants
 from sghost.host.broker import MosquittoBroker, free_port
 from sghost.testing import Recorder
 
@@ -182,14 +181,7 @@ def test_uplink_over_tls_with_a_client_certificate(tmp_path: Path, host_factory:
             f'certificate_directory = "{files.client_dir}"\n',
         )
         host_factory(text, name="gwt.toml")
-        subscriber = Recorder(central.host, central.port, "gateways/#")
-        directory = files.client_dir
-        subscriber.client.tls_set(
-            ca_certs=str(directory / constants.CA_CERTS),
-            certfile=str(directory / constants.CERTFILE),
-            keyfile=str(directory / constants.KEYFILE),
-        )
-        subscriber.start()
+        subscriber = Recorder(central.host, central.port, "gateways/#", certificate_directory=files.client_dir).start()
         subscriber.wait_for("gateways/gwt/resourceavailable/sign/presence", "True", timeout=15)
         subscriber.wait_for("gateways/gwt/data/gwt/uplink", "connected", timeout=10)
         subscriber.stop()

@@ -82,6 +82,10 @@ class LogWatch(logging.Handler):
         with self._changed:
             return [record.getMessage() for record in self.records]
 
+    def lines(self, text: str) -> list[str]:
+        """The messages so far that contain ``text``."""
+        return [line for line in self.texts() if text in line]
+
     def wait_for(self, text: str, timeout: float = 5.0, pump: Callable[[], object] | None = None) -> str:
         found = wait(lambda: next((t for t in self.texts() if text in t), None), timeout, pump, self._changed)
         assert found is not None, f"no log containing {text!r} within {timeout} s"
