@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from canbus_helpers import CLIMATE_KCD, MAPPING, PtyPair
 from sgframework import Resource
 from sghost.context import ResourceContext
-from sghost.testing import MosquittoBroker
+from sghost.testing import MosquittoBroker, wait_until
 
 import sghost_canbus
 
@@ -77,11 +76,10 @@ def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
         ["socat", f"pty,raw,echo=0,link={ends[0]}", f"pty,raw,echo=0,link={ends[1]}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 5
-    while not all(os.path.exists(end) for end in ends):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
-        time.sleep(0.01)  # sleep-ok: socat creates the links asynchronously, with no event to wait on
+    # socat creates the links asynchronously, with no event to wait on
+    made = wait_until(lambda: all(os.path.exists(end) for end in ends) or process.poll() is not None, 5, 0.01)
+    if not made or process.poll() is not None:
+        raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
     yield PtyPair(ends, process)
     if process.poll() is None:
         process.terminate()
