@@ -4,7 +4,8 @@ Runs as root (skipped otherwise). Two users are made for the module (``useradd``
 removed afterwards. A dropped process cannot read this machine's default interpreter
 (it lives under /root, mode 0700), so sghost runs from a world-readable copy: a venv of
 the system's /usr/bin/python3 under a 0755 temporary directory, holding sghost,
-sgframework, their dependencies and the test plugins (the ``installed`` fixture).
+sgframework, their dependencies and the test plugins (the ``installed`` fixture). Without a
+world-readable Python >= 3.11 the tests skip, saying which interpreters were tried and why.
 """
 
 from __future__ import annotations
@@ -58,15 +59,25 @@ class Installed:
         return subprocess.run(command, capture_output=True, text=True, env=self.env(), timeout=60, cwd=self.root)
 
 
-def _system_python() -> str:
+def world_readable_python() -> tuple[str | None, str]:
+    """A Python >= 3.11 every user can run, or None and why there is none (the reason a test skips with)."""
+    reasons = []
     for candidate in SYSTEM_PYTHONS:
-        if Path(candidate).exists():
-            found = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 11))"],
-                                   capture_output=True, text=True)
-            if found.stdout.strip() == "True":
-                return candidate
-    pytest.fail(f"no Python >= 3.11 outside /root ({', '.join(SYSTEM_PYTHONS)}): "
-                "install one (Debian: apt-get install python3 python3-venv)")
+        real = Path(candidate).resolve()
+        if not real.exists():
+            reasons.append(f"{candidate}: not installed")
+            continue
+        closed = next((str(path) for path in (real, *real.parents) if not path.stat().st_mode & stat.S_IXOTH), None)
+        if closed is not None or not real.stat().st_mode & stat.S_IROTH:
+            reasons.append(f"{candidate}: {closed or real} is not open to other users")
+            continue
+        found = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                               capture_output=True, text=True)
+        if found.stdout.strip() == "True":
+            return candidate, ""
+        reasons.append(f"{candidate}: older than 3.11")
+    return None, ("no world-readable Python >= 3.11 for the dropped users to run ("
+                  + "; ".join(reasons) + "); Debian: apt-get install python3 python3-venv")
 
 
 def _copy_package(source: Path, target: Path) -> None:
@@ -78,10 +89,13 @@ def _copy_package(source: Path, target: Path) -> None:
 
 @pytest.fixture(scope="session")
 def installed() -> Iterator[Installed]:
+    python, why_not = world_readable_python()
+    if python is None:
+        pytest.skip(why_not)
     root = Path(tempfile.mkdtemp(prefix="sghost-privilege-"))
     root.chmod(0o755)
     venv = root / "venv"
-    subprocess.run([_system_python(), "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     for name in DEPENDENCIES:
         module_file = Path(str(importlib.import_module(name).__file__))
