@@ -158,6 +158,21 @@ class Recorder:
             self._changed.notify_all()
 
 
+def retained(broker: MosquittoBroker, topic_filter: str) -> dict[str, str]:
+    """The retained messages under ``topic_filter``, as a new subscriber gets them.
+
+    Complete: the broker sends the retained messages before a marker published after subscribing.
+    """
+    marker = f"sghost-testing/marker/{time.monotonic_ns()}"
+    recorder = Recorder(broker.host, broker.port, [topic_filter, marker]).start()
+    try:
+        recorder.publish(marker, "end")
+        recorder.wait_for(marker)
+        return {m.topic: m.payload for m in recorder.messages if m.retain and m.topic != marker}
+    finally:
+        recorder.stop()
+
+
 def certificate_files(directory: Path) -> tuple[str, str, str]:
     """The CA certificate, certificate and key of a certificate directory, in the order paho's ``tls_set`` takes."""
     return (

@@ -20,6 +20,17 @@ def wait_prefix(recorder: Recorder, topic: str, prefix: str, timeout: float) -> 
     return found  # type: ignore[return-value]
 
 
+def wait_health_documents(recorder: Recorder, host: str, after: float, count: int = 2) -> None:
+    """Wait for ``count`` health documents the host published after ``after``: a barrier on its own path.
+
+    An answer the meta-resource gave (or a state it sent) before them has arrived before them.
+    """
+    topic = f"data/{host}/health"
+    assert recorder.wait_until(lambda: len([m for m in recorder.on(topic) if m.at > after]) >= count, 10), (
+        f"fewer than {count} health documents on {topic}"
+    )
+
+
 def health_document(recorder: Recorder, host: str) -> dict:
     """The latest ``data/<host>/health`` document the recorder saw, or ``{}``."""
     return json.loads(recorder.latest(f"data/{host}/health") or "{}")
@@ -194,8 +205,11 @@ def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory
     recorder.wait_for("data/gw8/one_state", "running", timeout=10)
     recorder.wait_for("resourceavailable/one/presence", "True")
     recorder.publish("command/gw8/stop", "one")
+    command = recorder.wait_for("command/gw8/stop", "one")
     recorder.publish("command/one/ping", "after")
     recorder.wait_for("data/one/ping", "after")
+    # An answer, or one's new state, would come from the host's client before its next health documents.
+    wait_health_documents(recorder, "gw8", after=command.at)
     assert recorder.on("data/gw8/stop") == []
     assert recorder.latest("data/gw8/one_state") == "running"
     assert recorder.on("commandavailable/gw8/stop") == []

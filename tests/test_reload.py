@@ -142,7 +142,9 @@ def test_reload_says_which_changes_wait_for_the_next_start(mosquitto, mqtt_recor
     host.wait_log("reload: [host] name 'rl4' -> 'rl4-renamed': the health topics move to the new name")
     host.wait_log("0 restarted, 1 untouched")
     recorder.publish("command/one/ping", "still rl4")
-    recorder.wait_for("data/one/ping", "still rl4")
+    pinged = recorder.wait_for("data/one/ping", "still rl4")
+    # The barrier on the host's own path: two health documents, still under the old name.
+    assert recorder.wait_until(lambda: len([m for m in recorder.on("data/rl4/health") if m.at > pinged.at]) >= 2, 10)
     assert not [m for m in recorder.messages if m.topic.startswith("data/rl4-renamed/")]
 
 
@@ -160,7 +162,10 @@ def test_reload_turns_remote_control_off_and_withdraws_its_commands(
         recorder.wait_for(f"commandavailable/rl5/{op}", "False", after=offered.at)
     back = recorder.wait_for("resourceavailable/rl5/presence", "True", after=offered.at, timeout=10)
     recorder.publish("command/rl5/stop", "one")
+    command = recorder.wait_for("command/rl5/stop", "one", after=back.at)
     recorder.publish("command/one/ping", "after")
     recorder.wait_for("data/one/ping", "after")
+    # An answer would come from the host's client before its next two health documents.
+    assert recorder.wait_until(lambda: len([m for m in recorder.on("data/rl5/health") if m.at > command.at]) >= 2, 10)
     assert not [m for m in recorder.on("data/rl5/stop") if m.at >= back.at], "no answer: nobody obeys"
     assert recorder.latest("data/rl5/one_state") == "running"

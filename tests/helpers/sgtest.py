@@ -1,17 +1,18 @@
-"""Waiting helpers for the sgframework tests: no sleeps, only conditions with timeouts."""
+"""Waiting helpers for the sgframework tests: no sleeps, only conditions with timeouts.
+
+``retained`` (what a new subscriber finds) moved to sghost.testing.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sghost.host.broker import MosquittoBroker
-from sghost.testing import Recorder, wait_until
+from sghost.testing import wait_until
 
 
 @dataclass(frozen=True)
@@ -118,18 +119,6 @@ class StatusCalls:
     def wait_for_count(self, count: int, timeout: float = 10.0) -> list[bool]:
         wait(lambda: len(self.states) >= count, timeout, changed=self.changed)
         return list(self.states)
-
-
-def retained(broker: MosquittoBroker, topic_filter: str) -> dict[str, str]:
-    """The retained messages under ``topic_filter``, as a new subscriber gets them."""
-    marker = f"sgtest/marker/{time.monotonic_ns()}"
-    recorder = Recorder(broker.host, broker.port, [topic_filter, marker]).start()
-    try:
-        recorder.publish(marker, "end")
-        recorder.wait_for(marker)  # the broker queues retained messages before later publishes
-        return {m.topic: m.payload for m in recorder.messages if m.retain and m.topic != marker}
-    finally:
-        recorder.stop()
 
 
 _counter = 0
