@@ -6,6 +6,7 @@ distribution's tests can use the fixtures without importing anything:
 - ``mosquitto``: a private mosquitto on a free 127.0.0.1 port, one per test module.
 - ``fresh_mosquitto``: the same, one per test, for tests that stop or break it.
 - ``mqtt_recorder``: a factory of :class:`Recorder` subscribers on a broker.
+- ``start_resource``: a plugin's resource set up as sghost would, in the test's own process.
 - ``child_process``: starts any command as a :class:`ChildProcess`; killed after the test.
 - ``host_factory``: starts ``sghost start`` on a manifest text (see :func:`manifest_text`)
   as a :class:`HostProcess`; stopped after the test. ``host_env`` is its environment.
@@ -27,14 +28,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sgframework import constants
+from sgframework import Resource, constants
+from sghost.context import ResourceContext
 from sghost.host.broker import MosquittoBroker
 
 
@@ -241,6 +243,37 @@ def host_factory(tmp_path: Path, host_env: dict[str, str]) -> Iterator[Callable[
     yield make
     for host in started:
         host.stop()
+
+
+@pytest.fixture
+def start_resource() -> Iterator[Callable[..., ResourceContext]]:
+    """``start_resource(setup, broker, settings=None, name="resource", directory=None)``: a resource in-process.
+
+    Set up as sghost would (``setup(context)``), connected with threaded networking, its threads
+    started; ``directory`` is where relative settings paths point (default: the current one). The
+    test drives the timers itself (``context.run_due_timers()``). Cleaned up and stopped after the test.
+    """
+    started: list[ResourceContext] = []
+
+    def start(
+        setup: Callable[[ResourceContext], object],
+        broker: MosquittoBroker,
+        settings: Mapping[str, Any] | None = None,
+        name: str = "resource",
+        directory: Path | None = None,
+    ) -> ResourceContext:
+        resource = Resource(name, broker.host, broker.port)
+        context = ResourceContext(name, dict(settings or {}), resource, directory)
+        setup(context)
+        resource.start(use_threaded_networking=True)
+        context.start_threads()
+        started.append(context)
+        return context
+
+    yield start
+    for context in started:
+        context.run_cleanups()
+        context.resource.stop()
 
 
 @pytest.fixture

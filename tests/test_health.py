@@ -196,7 +196,9 @@ def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> 
     recorder.publish("command/gw7/restart", "nosuch")
     answer = recorder.wait_for("data/gw7/restart")
     assert answer.payload.startswith("error: unknown resource 'nosuch'")
+    wait_health_documents(recorder, "gw7", after=answer.at)  # a restart would show before them
     assert recorder.latest("data/gw7/two_restarts") == "0", "an unknown name changes nothing"
+    assert {r["restarts"] for r in health_document(recorder, "gw7")["resources"].values()} == {0}
 
 
 def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory) -> None:
@@ -290,7 +292,10 @@ def test_a_meta_resource_that_stops_reading_is_replaced_and_never_blocks_the_sup
         return pid if pid not in (None, meta_pid) else None
 
     assert recorder.wait_until(replaced, 10), "a new meta-resource process publishes the health"
-    assert all(recorder.latest(f"data/gw13/r{n}_restarts") == "0" for n in range(10)), "no resource was disturbed"
+    resources = health_document(recorder, "gw13")["resources"]  # the supervisor's whole table, from the new one
+    assert {name: entry["restarts"] for name, entry in resources.items()} == {f"r{n}": 0 for n in range(10)}, (
+        "no resource was disturbed"
+    )
 
 
 def test_a_meta_resource_whose_loop_is_stuck_is_replaced_even_when_quiet(

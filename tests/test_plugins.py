@@ -407,32 +407,20 @@ def test_types() -> PluginRegistry:
     return registry
 
 
-def started(type_name: str, registry: PluginRegistry, broker: MosquittoBroker, **settings: Any) -> ResourceContext:
-    resource = Resource(type_name, broker.host, broker.port)
-    context = ResourceContext(type_name, settings, resource)
-    registry.get(type_name).setup(context)
-    resource.start(use_threaded_networking=True)
-    return context
-
-
 def test_echoer_and_counter(
-    test_types: PluginRegistry, mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
+    test_types: PluginRegistry, mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder],
+    start_resource: Callable[..., ResourceContext],
 ) -> None:
     recorder = mqtt_recorder(mosquitto)
-    echoer = started("echoer", test_types, mosquitto)
-    counter = started("counter", test_types, mosquitto, interval=0.05)
-    try:
-        recorder.wait_for("data/echoer/ping", "False")
-        recorder.publish("command/echoer/ping", "hello")
-        recorder.wait_for("data/echoer/ping", "hello")
-        recorder.wait_for("dataavailable/counter/count", "True")
-        run_timers(counter, 2)
-        recorder.wait_for("data/counter/count", "1")
-        recorder.wait_for("data/counter/count", "2")
-    finally:
-        for context in (echoer, counter):
-            context.run_cleanups()
-            context.resource.stop()
+    start_resource(test_types.get("echoer").setup, mosquitto, name="echoer")
+    counter = start_resource(test_types.get("counter").setup, mosquitto, {"interval": 0.05}, "counter")
+    recorder.wait_for("data/echoer/ping", "False")
+    recorder.publish("command/echoer/ping", "hello")
+    recorder.wait_for("data/echoer/ping", "hello")
+    recorder.wait_for("dataavailable/counter/count", "True")
+    run_timers(counter, 2)
+    recorder.wait_for("data/counter/count", "1")
+    recorder.wait_for("data/counter/count", "2")
 
 
 def test_crasher_raises_at_setup(test_types: PluginRegistry) -> None:

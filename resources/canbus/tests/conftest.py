@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from canbus_helpers import CLIMATE_KCD, MAPPING, PtyPair
-from sgframework import Resource
 from sghost.context import ResourceContext
 from sghost.testing import MosquittoBroker, wait_until
 
@@ -47,23 +46,15 @@ def peer(virtual_channel: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def start_canbus(mosquitto: MosquittoBroker, can_files: Path) -> Iterator[Callable[..., ResourceContext]]:
+def start_canbus(
+    mosquitto: MosquittoBroker, can_files: Path, start_resource: Callable[..., ResourceContext]
+) -> Callable[..., ResourceContext]:
     """``start_canbus(settings, name="climate")``: a canbus resource set up as sghost would, in this process."""
-    started: list[tuple[ResourceContext, Resource]] = []
 
     def start(settings: dict[str, Any], name: str = "climate") -> ResourceContext:
-        resource = Resource(name, mosquitto.host, mosquitto.port)
-        context = ResourceContext(name, settings, resource, can_files)
-        sghost_canbus.setup(context)
-        resource.start(use_threaded_networking=True)
-        context.start_threads()
-        started.append((context, resource))
-        return context
+        return start_resource(sghost_canbus.setup, mosquitto, settings, name, can_files)
 
-    yield start
-    for context, resource in started:
-        context.run_cleanups()
-        resource.stop()
+    return start
 
 
 @pytest.fixture
