@@ -25,6 +25,7 @@ __all__ = [
     "resource_pid",
     "run_cli",
     "sghost_env",
+    "wait_health_documents",
     "wait_until",
 ]
 
@@ -44,6 +45,17 @@ def resource_pid(recorder: Recorder, host: str, resource: str, other_than: int |
     pid = recorder.wait_until(current, timeout)
     assert pid, f"no pid (other than {other_than}) on {topic}; seen: {[m.payload for m in recorder.on(topic)]}"
     return int(pid)  # type: ignore[call-overload]
+
+
+def wait_health_documents(recorder: Recorder, host: str, after: float, count: int = 2) -> None:
+    """Wait for ``count`` health documents the host published after ``after``: a barrier on its own path.
+
+    An answer the meta-resource gave (or a state it sent) before them has arrived before them.
+    """
+    topic = f"data/{host}/health"
+    assert recorder.wait_until(lambda: len([m for m in recorder.on(topic) if m.at > after]) >= count, 10), (
+        f"fewer than {count} health documents on {topic}"
+    )
 
 
 def sghost_env(extra_plugins: str = "sghost_test_plugins") -> dict[str, str]:

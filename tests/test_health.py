@@ -8,7 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-from hostharness import HostProcess, manifest_text, resource_pid, run_cli, wait_until
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli, wait_health_documents, wait_until
 from sghost.testing import Received, Recorder
 
 
@@ -18,17 +18,6 @@ def wait_prefix(recorder: Recorder, topic: str, prefix: str, timeout: float) -> 
     )
     assert found, f"no {prefix!r}... on {topic}; seen: {[m.payload for m in recorder.on(topic)]}"
     return found  # type: ignore[return-value]
-
-
-def wait_health_documents(recorder: Recorder, host: str, after: float, count: int = 2) -> None:
-    """Wait for ``count`` health documents the host published after ``after``: a barrier on its own path.
-
-    An answer the meta-resource gave (or a state it sent) before them has arrived before them.
-    """
-    topic = f"data/{host}/health"
-    assert recorder.wait_until(lambda: len([m for m in recorder.on(topic) if m.at > after]) >= count, 10), (
-        f"fewer than {count} health documents on {topic}"
-    )
 
 
 def health_document(recorder: Recorder, host: str) -> dict:

@@ -6,7 +6,7 @@ import dataclasses
 import signal
 from pathlib import Path
 
-from hostharness import manifest_text, resource_pid, wait_until
+from hostharness import manifest_text, resource_pid, wait_health_documents, wait_until
 from sghost.config.manifest import BrokerConfig, HostConfig, ResourceConfig
 from sghost.config.reloadplan import plan_reload
 from sghost.testing import Recorder
@@ -144,7 +144,7 @@ def test_reload_says_which_changes_wait_for_the_next_start(mosquitto, mqtt_recor
     recorder.publish("command/one/ping", "still rl4")
     pinged = recorder.wait_for("data/one/ping", "still rl4")
     # The barrier on the host's own path: two health documents, still under the old name.
-    assert recorder.wait_until(lambda: len([m for m in recorder.on("data/rl4/health") if m.at > pinged.at]) >= 2, 10)
+    wait_health_documents(recorder, "rl4", after=pinged.at)
     assert not [m for m in recorder.messages if m.topic.startswith("data/rl4-renamed/")]
 
 
@@ -166,6 +166,6 @@ def test_reload_turns_remote_control_off_and_withdraws_its_commands(
     recorder.publish("command/one/ping", "after")
     recorder.wait_for("data/one/ping", "after")
     # An answer would come from the host's client before its next two health documents.
-    assert recorder.wait_until(lambda: len([m for m in recorder.on("data/rl5/health") if m.at > command.at]) >= 2, 10)
+    wait_health_documents(recorder, "rl5", after=command.at)
     assert not [m for m in recorder.on("data/rl5/stop") if m.at >= back.at], "no answer: nobody obeys"
     assert recorder.latest("data/rl5/one_state") == "running"

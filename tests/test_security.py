@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hostharness import HostProcess, manifest_text, resource_pid, run_cli
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli, wait_health_documents
 from sgframework import constants
 from sghost.cli import certs
 from sghost.host.broker import MosquittoBroker, own_user_line
@@ -335,13 +335,11 @@ def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_of
 
     # Not a restart storm: a few failures, then fatal and nothing more. The barrier: two health
     # documents published after the last "fatal" (any restart would show in them, and as a new state).
-    last = max(message.at for message in fatal.values())
-    health_topic = f"data/{HOST}/health"
-    assert operator.wait_until(lambda: len([m for m in operator.on(health_topic) if m.at > last]) >= 2, 10)
+    wait_health_documents(operator, HOST, after=max(message.at for message in fatal.values()))
     for name in expected:
         assert [m.payload for m in operator.on(f"data/{HOST}/{name}_state") if m.at >= fatal[name].at] == ["fatal"]
         assert int(operator.latest(f"data/{HOST}/{name}_restarts") or 0) <= 3, name
-        document = json.loads(operator.latest(health_topic) or "{}")
+        document = json.loads(operator.latest(f"data/{HOST}/health") or "{}")
         assert document["resources"][name]["state"] == "fatal", document
 
 
