@@ -621,4 +621,6 @@ def test_republish_sends_again_the_last_retained_value_of_a_signal_without_defau
     recorder.wait_until(lambda: len(recorder.on(f"data/{name}/level")) == 2)
     recorder.wait_until(lambda: len(recorder.on(f"data/{name}/mode")) == 2)
     assert [m.payload for m in recorder.on(f"data/{name}/mode")] == ["eco", "eco"]
+    resource.send_data("level", 8)  # the barrier: after everything republish() sent
+    recorder.wait_for(f"data/{name}/level", "8")
     assert len(recorder.on(f"data/{name}/pulse")) == 1
