@@ -87,6 +87,7 @@ class Recorder:
             self.client.tls_set(*certificate_files(certificate_directory))
 
     def start(self, timeout: float = 5.0) -> Recorder:
+        """Connect and subscribe; return once the broker acknowledged the subscription."""
         self.client.connect(self.host, self.port)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -94,10 +95,12 @@ class Recorder:
         return self
 
     def stop(self) -> None:
+        """Disconnect."""
         self.client.disconnect()
         self.client.loop_stop()
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish and wait (up to 5 s) until the broker has it."""
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
 
     def wait_for(
@@ -141,6 +144,7 @@ class Recorder:
             return [m for m in self.messages if m.topic == topic]
 
     def latest(self, topic: str) -> str | None:
+        """The payload of the last message received on ``topic``, or None."""
         messages = self.on(topic)
         return messages[-1].payload if messages else None
 
@@ -379,6 +383,7 @@ class LineReader:
             self._changed.notify_all()
 
     def text(self) -> str:
+        """Every line read so far, as one text."""
         with self._changed:
             return "\n".join(self.lines)
 
@@ -414,6 +419,7 @@ class ChildProcess:
         self._reader: LineReader | None = None
 
     def start(self) -> ChildProcess:
+        """Start the command in a new session (its own process group) and read its output."""
         self.process = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -430,6 +436,7 @@ class ChildProcess:
 
     @property
     def pid(self) -> int:
+        """The process id, which is also its process group's."""
         assert self.process is not None, "not started"
         return self.process.pid
 
@@ -440,6 +447,7 @@ class ChildProcess:
         return self._reader.lines
 
     def log(self) -> str:
+        """Everything printed so far, one line per line (for an assertion's message)."""
         return self._reader.text() if self._reader is not None else ""
 
     def wait_log(self, text: str, timeout: float = 10.0, count: int = 1, exact: bool = False) -> str:
@@ -448,6 +456,7 @@ class ChildProcess:
         return self._reader.wait_line(text, timeout, count, exact)
 
     def descendants(self) -> list[psutil.Process]:
+        """Its children and their children, as they are now (none once it ended)."""
         try:
             return psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -501,5 +510,6 @@ class HostProcess(ChildProcess):
         self.manifest = manifest
 
     def start(self) -> HostProcess:
+        """Start ``sghost start``; its log lines are collected from now on."""
         super().start()
         return self
