@@ -142,7 +142,7 @@ def test_reload_says_which_changes_wait_for_the_next_start(mosquitto, mqtt_recor
     host.wait_log("reload: [host] name 'rl4' -> 'rl4-renamed': the health topics move to the new name")
     host.wait_log("0 restarted, 1 untouched")
     recorder.publish("command/one/ping", "still rl4")
-    pinged = recorder.wait_for("data/one/ping", "still rl4")
+    pinged = recorder.wait_for("data/one/ping", "still rl4", timeout=15)  # a loaded machine after a reload
     # The barrier on the host's own path: two health documents, still under the old name.
     wait_health_documents(recorder, "rl4", after=pinged.at)
     assert not [m for m in recorder.messages if m.topic.startswith("data/rl4-renamed/")]
