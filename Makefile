@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/canbus.py
 	$(BIN)/python bench/certificate_check.py
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/reaction.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from hostharness import HostProcess
+from hostharness import sghost_env
 from sghost.testing import Recorder
 
 # A shell starts a background job (`make test &`, a CI runner's script) with SIGINT
@@ -20,20 +19,9 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 
 @pytest.fixture
-def host_factory(tmp_path: Path) -> Iterator[Callable[..., HostProcess]]:
-    """``host_factory(manifest_text, name="hostconfig.toml", env=None)`` starts sghost; it is stopped after the test."""
-    started: list[HostProcess] = []
-
-    def make(text: str, name: str = "hostconfig.toml", env: dict[str, str] | None = None) -> HostProcess:
-        manifest = tmp_path / name
-        manifest.write_text(text)
-        host = HostProcess(manifest, env).start()
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
+def host_env() -> dict[str, str]:
+    """The hosts ``host_factory`` (from sghost.testing) starts load the test plugins of tests/plugins."""
+    return sghost_env()
 
 
 @pytest.fixture

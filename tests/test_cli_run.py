@@ -4,95 +4,38 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hostharness import run_cli, sghost_env
+from hostharness import ChildProcess, run_cli, sghost_env
 from sghost.cli.run import parse_value
 from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
 
 
-class Foreground:
-    """``sghost run ...`` in its own process group, as a shell runs a foreground job; stderr collected."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sghost", "run", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=sghost_env(), start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def wait_line(self, text: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [line for line in self.lines if text in line]
-                if found:
-                    return found[0]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{text!r} not printed within {timeout} s:\n" + "\n".join(self.lines))
-                self._changed.wait(min(remaining, 0.2))
-
-    def ctrl_c(self) -> None:
-        """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
-        os.killpg(self.process.pid, signal.SIGINT)
-
-    def wait(self, timeout: float = 15.0) -> int:
-        code = self.process.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-
-
 @pytest.fixture
-def foreground() -> Iterator[Callable[..., Foreground]]:
-    started: list[Foreground] = []
-
-    def start(*args: str) -> Foreground:
-        started.append(Foreground(*args))
-        return started[-1]
-
-    yield start
-    for run in started:
-        run.kill()
+def foreground(child_process: Callable[..., ChildProcess]) -> Callable[..., ChildProcess]:
+    """``foreground(*args)``: ``sghost run ARGS`` in its own process group, as a shell runs a foreground job."""
+    return lambda *args: child_process([sys.executable, "-m", "sghost", "run", *args], sghost_env())
 
 
 def test_a_resource_runs_logs_on_the_terminal_and_stops_on_ctrl_c(
-    foreground: Callable[..., Foreground], mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
+    foreground: Callable[..., ChildProcess], mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
 ) -> None:
     recorder = mqtt_recorder(mosquitto)
     run = foreground("taxisign", "--name", "cab", "--broker", f"127.0.0.1:{mosquitto.port}")
     recorder.wait_for("resourceavailable/cab/presence", "True", timeout=15)
     recorder.wait_for("commandavailable/cab/state", "True")
-    run.wait_line("sghost run: set up; announces 2 topic(s): commandavailable/cab/state, dataavailable/cab/state")
-    run.wait_line(f"sghost run: connected to 127.0.0.1:{mosquitto.port}")
+    run.wait_log("sghost run: set up; announces 2 topic(s): commandavailable/cab/state, dataavailable/cab/state")
+    run.wait_log(f"sghost run: connected to 127.0.0.1:{mosquitto.port}")
 
     recorder.publish("command/cab/state", "True")
     recorder.wait_for("data/cab/state", "True")
-    run.wait_line("INFO cab: Turning on my taxi sign.")
+    run.wait_log("INFO cab: Turning on my taxi sign.")
 
     run.ctrl_c()
     assert run.wait() == 0, "\n".join(run.lines)
@@ -101,7 +44,7 @@ def test_a_resource_runs_logs_on_the_terminal_and_stops_on_ctrl_c(
 
 
 def test_settings_from_a_file_and_set_values_typed_as_toml(
-    foreground: Callable[..., Foreground], mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder],
+    foreground: Callable[..., ChildProcess], mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder],
     tmp_path: Path,
 ) -> None:
     settings = tmp_path / "sysmon.toml"
@@ -113,17 +56,17 @@ def test_settings_from_a_file_and_set_values_typed_as_toml(
                      "--broker", f"127.0.0.1:{mosquitto.port}")
     first = int(recorder.wait_for("data/gw/uptime", timeout=15).payload)
     assert recorder.wait_until(lambda: any(int(m.payload) > first for m in recorder.on("data/gw/uptime")), 5)
-    run.wait_line("Sampling 9 figures every 0.2 s")  # 8 + uptime: no interfaces, no temperatures
+    run.wait_log("Sampling 9 figures every 0.2 s")  # 8 + uptime: no interfaces, no temperatures
     os.kill(run.process.pid, signal.SIGTERM)  # a service manager stops it the same way
     assert run.wait() == 0, "\n".join(run.lines)
 
 
-def test_a_failing_setup_is_reported_with_its_exit_code(foreground: Callable[..., Foreground],
+def test_a_failing_setup_is_reported_with_its_exit_code(foreground: Callable[..., ChildProcess],
                                                         mosquitto: MosquittoBroker) -> None:
     run = foreground("crasher", "--broker", f"127.0.0.1:{mosquitto.port}")
     assert run.wait() == 70
-    run.wait_line("sghost run: plugin error: ")
-    run.wait_line("sghost run: the resource process exited with code 70")
+    run.wait_log("sghost run: plugin error: ")
+    run.wait_log("sghost run: the resource process exited with code 70")
 
 
 @pytest.mark.parametrize(("args", "expected"), [

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from sghost.cli import fleet as fleet_module
 from sghost.cli.fleet import FleetError, collect_fleet, format_fleet, parse_broker
 from sghost.host.broker import MosquittoBroker, free_port
-from sghost.testing import Recorder
+from sghost.testing import Recorder, run_sghost
 
 
 def health(host: str, resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -60,18 +58,21 @@ def rows(text: str, host: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line) for line in text.splitlines() if line.split()[0] == host]
 
 
-def run_sghost(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sghost", *args], capture_output=True, text=True, timeout=30)
-
-
-def test_collect_fleet_finds_both_hosts(fleet_broker: MosquittoBroker) -> None:
-    started = time.monotonic()
-    fleet = collect_fleet(fleet_broker.host, fleet_broker.port, timeout=5)
-    elapsed = time.monotonic() - started
+def test_collect_fleet_finds_both_hosts_and_ends_after_the_retained_messages(fleet_broker: MosquittoBroker) -> None:
+    # The timeout is far beyond the test's own: the collection must end on the end of the
+    # retained messages, never by waiting it out (bench/reaction.py measures how long it takes).
+    collected: list[dict[str, Any]] = []
+    collector = threading.Thread(
+        target=lambda: collected.append(collect_fleet(fleet_broker.host, fleet_broker.port, timeout=3600)),
+        daemon=True,
+    )
+    collector.start()
+    collector.join(30)
+    assert collected, "collect_fleet did not end after the retained messages"
+    fleet = collected[0]
     assert sorted(fleet) == ["gw1", "gw2"]
     assert fleet["gw1"] == {"presence": "True", "health": GW1}
     assert fleet["gw2"] == {"presence": "False", "health": GW2}
-    assert elapsed < 3, "collection should end after the retained messages, not at the timeout"
 
 
 def test_the_end_of_the_retained_messages_is_known_without_waiting_for_silence(

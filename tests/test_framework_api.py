@@ -10,18 +10,19 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers.sgtest import Calls, StatusCalls, log_watch, retained, short_name, wait
+from helpers.sgtest import Calls, StatusCalls, log_watch, short_name, wait
 
 import sgframework
 from sgframework import App, Resource, constants
 from sghost.host.broker import MosquittoBroker
-from sghost.testing import Recorder
+from sghost.testing import Recorder, retained
 
 HELPERS = Path(__file__).parent / "helpers"
 
@@ -213,6 +214,9 @@ def test_threaded_start_announces_presence_availability_and_defaults(
         f"dataavailable/{name}/temperature": "True",
         f"dataavailable/{name}/humidity": "True",
     }
+    # The barrier: a value sent now comes after any the start published, on the same connection.
+    resource.send_data("temperature", 22.5)
+    recorder.wait_for(f"data/{name}/temperature", "22.5")
     assert recorder.on(f"data/{name}/humidity") == [] and recorder.on(f"data/{name}/nodefault") == []
     # ... and, as the original, publishes a command's default only as the initial value of its echo.
     assert recorder.on(f"data/{name}/silent") == []
@@ -475,12 +479,13 @@ def test_loop_mode_first_loop_connects_and_stop_delivers_presence_false(
     resource.timeout = 0.05  # loop() blocks at most this long
     resource.start()  # loop mode: nothing happens until loop()
     assert not resource.is_connected
-    assert recorder.on(f"resourceavailable/{name}/presence") == []
+    first_loop = time.monotonic()
     resource.loop()
     pump_until(resource, lambda: resource.is_connected)
     pump_until(resource, lambda: status.states)  # True once the broker acknowledged the subscription
     assert status.states == [True]
     pump_until(resource, lambda: recorder.latest(f"resourceavailable/{name}/presence") == "True")
+    assert min(m.at for m in recorder.on(f"resourceavailable/{name}/presence")) >= first_loop, "presence before loop()"
     pump_until(resource, lambda: recorder.latest(f"data/{name}/cmd") == "d")
 
     app = made(App, short_name("lpa"), broker)
@@ -616,4 +621,6 @@ def test_republish_sends_again_the_last_retained_value_of_a_signal_without_defau
     recorder.wait_until(lambda: len(recorder.on(f"data/{name}/level")) == 2)
     recorder.wait_until(lambda: len(recorder.on(f"data/{name}/mode")) == 2)
     assert [m.payload for m in recorder.on(f"data/{name}/mode")] == ["eco", "eco"]
+    resource.send_data("level", 8)  # the barrier: after everything republish() sent
+    recorder.wait_for(f"data/{name}/level", "8")
     assert len(recorder.on(f"data/{name}/pulse")) == 1

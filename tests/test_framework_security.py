@@ -36,14 +36,7 @@ def tls_broker(tls_files: TlsFiles) -> Iterator[MosquittoBroker]:
 
 @pytest.fixture
 def tls_recorder(tls_broker: MosquittoBroker, tls_files: TlsFiles) -> Iterator[Recorder]:
-    recorder = Recorder(tls_broker.host, tls_broker.port, "#")
-    client_dir = tls_files.client_dir
-    recorder.client.tls_set(
-        ca_certs=str(client_dir / constants.CA_CERTS),
-        certfile=str(client_dir / constants.CERTFILE),
-        keyfile=str(client_dir / constants.KEYFILE),
-    )
-    recorder.start()
+    recorder = Recorder(tls_broker.host, tls_broker.port, "#", certificate_directory=tls_files.client_dir).start()
     yield recorder
     recorder.stop()
 

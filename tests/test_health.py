@@ -6,9 +6,9 @@ import contextlib
 import json
 import os
 import signal
-import threading
+from pathlib import Path
 
-from hostharness import HostProcess, manifest_text, resource_pid
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli, wait_health_documents, wait_until
 from sghost.testing import Received, Recorder
 
 
@@ -108,8 +108,9 @@ def test_hung_resource_is_killed_by_the_watchdog_and_restarted(mosquitto, mqtt_r
     recorder.wait_for("resourceavailable/hung/presence", "True")
     recorder.publish("command/hung/hang", "now")
     hang = recorder.wait_for("command/hung/hang", "now")
+    # How soon after the hang the kill comes is a figure of bench/reaction.py, not a test.
     error = wait_prefix(recorder, "data/gw3/hung_error", "watchdog", timeout=10)
-    assert error.at - hang.at <= 2.0 + 1.0 + 0.5, "killed within watchdog + 1 s"
+    assert error.at >= hang.at and error.payload.startswith("watchdog: no heartbeat for 2 s"), error.payload
     recorder.wait_for("data/gw3/hung_restarts", "1", timeout=5)
     recorder.wait_for("data/gw3/hung_state", "running", after=error.at, timeout=10)
 
@@ -184,7 +185,9 @@ def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> 
     recorder.publish("command/gw7/restart", "nosuch")
     answer = recorder.wait_for("data/gw7/restart")
     assert answer.payload.startswith("error: unknown resource 'nosuch'")
+    wait_health_documents(recorder, "gw7", after=answer.at)  # a restart would show before them
     assert recorder.latest("data/gw7/two_restarts") == "0", "an unknown name changes nothing"
+    assert {r["restarts"] for r in health_document(recorder, "gw7")["resources"].values()} == {0}
 
 
 def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory) -> None:
@@ -193,12 +196,26 @@ def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory
     recorder.wait_for("data/gw8/one_state", "running", timeout=10)
     recorder.wait_for("resourceavailable/one/presence", "True")
     recorder.publish("command/gw8/stop", "one")
+    command = recorder.wait_for("command/gw8/stop", "one")
     recorder.publish("command/one/ping", "after")
     recorder.wait_for("data/one/ping", "after")
+    # An answer, or one's new state, would come from the host's client before its next health documents.
+    wait_health_documents(recorder, "gw8", after=command.at)
     assert recorder.on("data/gw8/stop") == []
     assert recorder.latest("data/gw8/one_state") == "running"
     assert recorder.on("commandavailable/gw8/stop") == []
     assert "remote control is on" not in host.log()
+
+
+OUTAGE_MESSAGES = 10
+
+
+def queued(manifest: Path, resource: str) -> int:
+    """How many messages ``resource`` holds for the broker, as ``sghost status --json`` shows."""
+    answer = run_cli("status", "--json", "-c", str(manifest))
+    if answer.returncode != 0:
+        return 0
+    return int(json.loads(answer.stdout)["resources"][resource].get("queued", 0))
 
 
 def test_broker_outage_of_10_s_health_resumes_and_nothing_counts_as_failed(fresh_mosquitto, tmp_path) -> None:
@@ -213,8 +230,10 @@ def test_broker_outage_of_10_s_health_resumes_and_nothing_counts_as_failed(fresh
         before.stop()
         broker.stop()
         host.wait_log("Disconnected from the broker")
-        outage = threading.Event()
-        outage.wait(10)  # the outage itself: nothing to wait for but time passing
+        # The outage lasts until the counter has queued 10 messages (one a second) for the broker.
+        assert wait_until(lambda: queued(manifest, "two") >= OUTAGE_MESSAGES, timeout=30, interval=0.5), (
+            f"sghost status never showed {OUTAGE_MESSAGES} messages queued by two: {queued(manifest, 'two')}"
+        )
         broker.start()
         after = Recorder(broker.host, broker.port).start()
         try:
@@ -262,7 +281,10 @@ def test_a_meta_resource_that_stops_reading_is_replaced_and_never_blocks_the_sup
         return pid if pid not in (None, meta_pid) else None
 
     assert recorder.wait_until(replaced, 10), "a new meta-resource process publishes the health"
-    assert all(recorder.latest(f"data/gw13/r{n}_restarts") == "0" for n in range(10)), "no resource was disturbed"
+    resources = health_document(recorder, "gw13")["resources"]  # the supervisor's whole table, from the new one
+    assert {name: entry["restarts"] for name, entry in resources.items()} == {f"r{n}": 0 for n in range(10)}, (
+        "no resource was disturbed"
+    )
 
 
 def test_a_meta_resource_whose_loop_is_stuck_is_replaced_even_when_quiet(

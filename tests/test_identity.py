@@ -28,7 +28,7 @@ from hostharness import HostProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost.cli import certs
 from sghost.host.broker import MosquittoBroker, own_user_line
-from sghost.testing import Recorder
+from sghost.testing import Recorder, certificate_files
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 FAILING_POLICY = "max_restarts = 2\nbackoff_max = 30.0\n"
@@ -94,33 +94,15 @@ def broker(site: Path) -> Iterator[MosquittoBroker]:
 
 
 def tls_files(site: Path, identity: str) -> tuple[str, str, str]:
-    directory = site / "certs" / identity
-    return tuple(str(directory / name) for name in (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE))  # type: ignore[return-value]
+    return certificate_files(site / "certs" / identity)
 
 
 @pytest.fixture
 def operator(broker: MosquittoBroker, site: Path, clients: list[Any]) -> Recorder:
-    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}")
-    ca, cert, key = tls_files(site, "operator")
-    recorder.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}",
+                        certificate_directory=site / "certs" / "operator")
     clients.append(recorder.start())
     return recorder
-
-
-@pytest.fixture
-def start_host(site: Path) -> Iterator[Callable[[str, str], HostProcess]]:
-    started: list[HostProcess] = []
-
-    def make(name: str, text: str) -> HostProcess:
-        manifest = site / f"{name}.toml"
-        manifest.write_text(text)
-        host = HostProcess(manifest).start()
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
 
 
 class Publisher:
@@ -185,11 +167,11 @@ def test_acl_for_passwords_gives_the_gateway_user_its_own_topics_only(tmp_path: 
 
 
 def test_two_gateways_on_one_broker_cannot_touch_each_others_topics(
-    broker: MosquittoBroker, site: Path, operator: Recorder, start_host: Callable[..., HostProcess],
+    broker: MosquittoBroker, site: Path, operator: Recorder, host_factory: Callable[..., HostProcess],
     clients: list[Any],
 ) -> None:
-    start_host("run-gw1", gateway_manifest(broker, "gw1", {"alpha": "certs/alpha"}))
-    start_host("run-gw2", gateway_manifest(broker, "gw2", {"beta": "certs/beta"}))
+    host_factory(gateway_manifest(broker, "gw1", {"alpha": "certs/alpha"}), "run-gw1.toml", directory=site)
+    host_factory(gateway_manifest(broker, "gw2", {"beta": "certs/beta"}), "run-gw2.toml", directory=site)
     for name in ("alpha", "beta", "gw1", "gw2"):
         operator.wait_for(f"resourceavailable/{name}/presence", "True", timeout=10)
     operator.wait_for("data/gw1/alpha_state", "running")
@@ -300,10 +282,10 @@ def test_check_says_which_certificate_problem(site: Path, broken: dict[str, str]
 
 def test_each_certificate_problem_is_its_own_error_at_run_time(
     broker: MosquittoBroker, site: Path, broken: dict[str, str], operator: Recorder,
-    start_host: Callable[..., HostProcess],
+    host_factory: Callable[..., HostProcess],
 ) -> None:
     text = gateway_manifest(broker, "gw3", broken, extra=FAILING_POLICY) + '[resources.shared]\ntype = "echoer"\n'
-    host = start_host("run-broken", text)
+    host = host_factory(text, "run-broken.toml", directory=site)
     warning = host.wait_log("resources.shared.certificate_directory: not set")
     assert "WARNING" in warning and "command/gw3/#" in warning, warning
     expected = {

@@ -4,7 +4,8 @@ Runs as root (skipped otherwise). Two users are made for the module (``useradd``
 removed afterwards. A dropped process cannot read this machine's default interpreter
 (it lives under /root, mode 0700), so sghost runs from a world-readable copy: a venv of
 the system's /usr/bin/python3 under a 0755 temporary directory, holding sghost,
-sgframework, their dependencies and the test plugins (the ``installed`` fixture).
+sgframework, their dependencies and the test plugins (the ``installed`` fixture). Without a
+world-readable Python >= 3.11 the tests skip, saying which interpreters were tried and why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_identity import IdentityBroker, issue, operator_block, tls_files
+from test_identity import IdentityBroker, issue, operator_block
 
-from hostharness import HostProcess, manifest_text, resource_pid, run_cli
+from hostharness import ChildProcess, manifest_text, resource_pid, run_cli
 from sgframework import constants
 from sghost.host.broker import MosquittoBroker
 from sghost.testing import Recorder
@@ -59,15 +59,25 @@ class Installed:
         return subprocess.run(command, capture_output=True, text=True, env=self.env(), timeout=60, cwd=self.root)
 
 
-def _system_python() -> str:
+def world_readable_python() -> tuple[str | None, str]:
+    """A Python >= 3.11 every user can run, or None and why there is none (the reason a test skips with)."""
+    reasons = []
     for candidate in SYSTEM_PYTHONS:
-        if Path(candidate).exists():
-            found = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 11))"],
-                                   capture_output=True, text=True)
-            if found.stdout.strip() == "True":
-                return candidate
-    pytest.fail(f"no Python >= 3.11 outside /root ({', '.join(SYSTEM_PYTHONS)}): "
-                "install one (Debian: apt-get install python3 python3-venv)")
+        real = Path(candidate).resolve()
+        if not real.exists():
+            reasons.append(f"{candidate}: not installed")
+            continue
+        closed = next((str(path) for path in (real, *real.parents) if not path.stat().st_mode & stat.S_IXOTH), None)
+        if closed is not None or not real.stat().st_mode & stat.S_IROTH:
+            reasons.append(f"{candidate}: {closed or real} is not open to other users")
+            continue
+        found = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                               capture_output=True, text=True)
+        if found.stdout.strip() == "True":
+            return candidate, ""
+        reasons.append(f"{candidate}: older than 3.11")
+    return None, ("no world-readable Python >= 3.11 for the dropped users to run ("
+                  + "; ".join(reasons) + "); Debian: apt-get install python3 python3-venv")
 
 
 def _copy_package(source: Path, target: Path) -> None:
@@ -79,10 +89,13 @@ def _copy_package(source: Path, target: Path) -> None:
 
 @pytest.fixture(scope="session")
 def installed() -> Iterator[Installed]:
+    python, why_not = world_readable_python()
+    if python is None:
+        pytest.skip(why_not)
     root = Path(tempfile.mkdtemp(prefix="sghost-privilege-"))
     root.chmod(0o755)
     venv = root / "venv"
-    subprocess.run([_system_python(), "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     for name in DEPENDENCIES:
         module_file = Path(str(importlib.import_module(name).__file__))
@@ -148,29 +161,19 @@ def broker(site: Path, users: tuple[str, str]) -> Iterator[MosquittoBroker]:
     running.cleanup()
 
 
-class InstalledHost(HostProcess):
+class InstalledHost(ChildProcess):
     """``sghost start`` run by the world-readable interpreter."""
 
     def __init__(self, manifest: Path, installed: Installed) -> None:
-        super().__init__(manifest, installed.env())
-        self.installed = installed
-
-    def start(self) -> InstalledHost:
-        self.process = subprocess.Popen(
-            [str(self.installed.python), "-m", "sghost", "start", "-c", str(self.manifest)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=self.env, start_new_session=True, cwd=self.installed.root,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        return self
+        argv = [str(installed.python), "-m", "sghost", "start", "-c", str(manifest)]
+        super().__init__(argv, installed.env(), cwd=installed.root)
+        self.manifest = manifest
 
 
 @pytest.fixture
 def operator(broker: MosquittoBroker, site: Path) -> Iterator[Recorder]:
-    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}")
-    ca, cert, key = tls_files(site, "operator")
-    recorder.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    recorder = Recorder(broker.host, broker.port, "#", client_id=f"operator-{uuid.uuid4().hex[:8]}",
+                        certificate_directory=site / "certs" / "operator")
     yield recorder.start()
     recorder.stop()
 

@@ -6,7 +6,7 @@ import dataclasses
 import signal
 from pathlib import Path
 
-from hostharness import manifest_text, resource_pid, wait_until
+from hostharness import manifest_text, resource_pid, wait_health_documents, wait_until
 from sghost.config.manifest import BrokerConfig, HostConfig, ResourceConfig
 from sghost.config.reloadplan import plan_reload
 from sghost.testing import Recorder
@@ -142,7 +142,9 @@ def test_reload_says_which_changes_wait_for_the_next_start(mosquitto, mqtt_recor
     host.wait_log("reload: [host] name 'rl4' -> 'rl4-renamed': the health topics move to the new name")
     host.wait_log("0 restarted, 1 untouched")
     recorder.publish("command/one/ping", "still rl4")
-    recorder.wait_for("data/one/ping", "still rl4")
+    pinged = recorder.wait_for("data/one/ping", "still rl4", timeout=15)  # a loaded machine after a reload
+    # The barrier on the host's own path: two health documents, still under the old name.
+    wait_health_documents(recorder, "rl4", after=pinged.at)
     assert not [m for m in recorder.messages if m.topic.startswith("data/rl4-renamed/")]
 
 
@@ -160,8 +162,11 @@ def test_reload_turns_remote_control_off_and_withdraws_its_commands(
         recorder.wait_for(f"commandavailable/rl5/{op}", "False", after=offered.at)
     back = recorder.wait_for("resourceavailable/rl5/presence", "True", after=offered.at, timeout=10)
     recorder.publish("command/rl5/stop", "one")
+    command = recorder.wait_for("command/rl5/stop", "one", after=back.at)
     recorder.publish("command/one/ping", "after")
     recorder.wait_for("data/one/ping", "after")
+    # An answer would come from the host's client before its next two health documents.
+    wait_health_documents(recorder, "rl5", after=command.at)
     assert not [m for m in recorder.on("data/rl5/stop") if m.at >= back.at], "no answer: nobody obeys"
     assert recorder.latest("data/rl5/one_state") == "running"
 

@@ -24,11 +24,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hostharness import HostProcess, manifest_text, resource_pid, run_cli
+from hostharness import HostProcess, manifest_text, resource_pid, run_cli, wait_health_documents
 from sgframework import constants
 from sghost.cli import certs
 from sghost.host.broker import MosquittoBroker, own_user_line
-from sghost.testing import Recorder
+from sghost.testing import Recorder, certificate_files
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 HOST = "gateway"  # the [host] name the example ACL grants the meta-resource's rights to
@@ -125,14 +125,8 @@ def password_broker(site: Path) -> Iterator[MosquittoBroker]:
 
 def tls_recorder(broker: MosquittoBroker, site: Path, identity: str, topics: str = "#") -> Recorder:
     """A subscriber holding the certificate of ``identity`` (CN = user name for the ACL)."""
-    recorder = Recorder(broker.host, broker.port, topics, client_id=f"{identity}-{uuid.uuid4().hex[:8]}")
-    directory = site / "certs" / identity
-    recorder.client.tls_set(
-        ca_certs=str(directory / constants.CA_CERTS),
-        certfile=str(directory / constants.CERTFILE),
-        keyfile=str(directory / constants.KEYFILE),
-    )
-    return recorder
+    return Recorder(broker.host, broker.port, topics, client_id=f"{identity}-{uuid.uuid4().hex[:8]}",
+                    certificate_directory=site / "certs" / identity)
 
 
 @pytest.fixture
@@ -141,22 +135,6 @@ def operator(tls_broker: MosquittoBroker, site: Path, clients: list[Any]) -> Rec
     recorder = tls_recorder(tls_broker, site, "operator").start()
     clients.append(recorder)
     return recorder
-
-
-@pytest.fixture
-def start_host(site: Path) -> Iterator[Callable[[str, str], HostProcess]]:
-    started: list[HostProcess] = []
-
-    def make(name: str, text: str) -> HostProcess:
-        manifest = site / f"{name}.toml"  # relative certificate paths are relative to it
-        manifest.write_text(text)
-        host = HostProcess(manifest).start()
-        started.append(host)
-        return host
-
-    yield make
-    for host in started:
-        host.stop()
 
 
 def status_json(manifest: Path) -> tuple[dict[str, Any], str]:
@@ -207,10 +185,10 @@ def test_security_doc_shows_exactly_the_example_files_the_tests_run() -> None:
 
 
 def test_each_resource_connects_with_its_own_certificate(
-    tls_broker: MosquittoBroker, site: Path, operator: Recorder, start_host: Callable[..., HostProcess]
+    tls_broker: MosquittoBroker, site: Path, operator: Recorder, host_factory: Callable[..., HostProcess]
 ) -> None:
     text = manifest_text(tls_broker, TWO_RESOURCES, host=HOST, broker_extra='certificate_directory = "certs/gateway"')
-    host = start_host("identities", text)
+    host = host_factory(text, "identities.toml", directory=site)
     for name in ("alpha", "beta", HOST):
         operator.wait_for(f"resourceavailable/{name}/presence", "True", timeout=10)
     for name in ("alpha", "beta"):
@@ -261,8 +239,7 @@ def test_a_client_with_one_identity_cannot_publish_as_another(
                          protocol=mqtt.MQTTv5)
     client.on_publish = lambda c, u, mid, reason, props: outcomes.__setitem__(mid, reason)
     directory = site / "certs" / "alpha"
-    client.tls_set(str(directory / constants.CA_CERTS), str(directory / constants.CERTFILE),
-                   str(directory / constants.KEYFILE))
+    client.tls_set(*certificate_files(directory))
     client.connect(tls_broker.host, tls_broker.port)
     client.loop_start()
     clients.append(client)
@@ -297,8 +274,7 @@ def test_a_client_with_one_identity_cannot_publish_as_another(
     # A last will on another's topic is not delivered either (MQTT 5: disconnect with will).
     forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"alpha-will-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
-    forger.tls_set(str(directory / constants.CA_CERTS), str(directory / constants.CERTFILE),
-                   str(directory / constants.KEYFILE))
+    forger.tls_set(*certificate_files(directory))
     forger.will_set("resourceavailable/beta/presence", "False", qos=1, retain=True)
     forger.connect(tls_broker.host, tls_broker.port)
     forger.loop_start()
@@ -314,7 +290,7 @@ def test_a_client_with_one_identity_cannot_publish_as_another(
 
 
 def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_off(
-    tls_broker: MosquittoBroker, site: Path, operator: Recorder, start_host: Callable[..., HostProcess]
+    tls_broker: MosquittoBroker, site: Path, operator: Recorder, host_factory: Callable[..., HostProcess]
 ) -> None:
     # gamma: signed by the right CA but expired 9 days ago.
     expired = site / "expired"
@@ -334,7 +310,7 @@ def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_of
                            ("zeta", "certs/zeta"))
     )
     text = manifest_text(tls_broker, resources, host=HOST, broker_extra='certificate_directory = "certs/gateway"')
-    host = start_host("broken", text)
+    host = host_factory(text, "broken.toml", directory=site)
 
     # zeta connects, then loses its key (a botched rotation) and is killed: its restarts cannot connect.
     operator.wait_for("resourceavailable/zeta/presence", "True", timeout=10)
@@ -348,20 +324,23 @@ def test_expired_foreign_and_missing_certificates_give_a_clear_error_and_back_of
         "epsilon": "is not signed by the CA in",
         "zeta": "private_key.pem",
     }
+    fatal = {}
     for name, words in expected.items():
-        operator.wait_for(f"data/{HOST}/{name}_state", "fatal", timeout=15)
+        fatal[name] = operator.wait_for(f"data/{HOST}/{name}_state", "fatal", timeout=15)
         error = operator.latest(f"data/{HOST}/{name}_error") or ""
         assert words in error and "\n" not in error, (name, error)
         host.wait_log(f"[{name}] fatal")
         ended = [line for line in host.log().splitlines() if f"[{name}] pid" in line and words in line]
         assert ended, f"no log line says why {name} ended:\n{host.log()}"
 
-    # Not a restart storm: 3 quick failures, then nothing more within a few seconds.
-    def restarts() -> int:
-        return max(int(operator.latest(f"data/{HOST}/{name}_restarts") or 0) for name in expected)
-
-    assert restarts() <= 3
-    assert not operator.wait_until(lambda: restarts() > 4, timeout=3), "restarted again within seconds"
+    # Not a restart storm: a few failures, then fatal and nothing more. The barrier: two health
+    # documents published after the last "fatal" (any restart would show in them, and as a new state).
+    wait_health_documents(operator, HOST, after=max(message.at for message in fatal.values()))
+    for name in expected:
+        assert [m.payload for m in operator.on(f"data/{HOST}/{name}_state") if m.at >= fatal[name].at] == ["fatal"]
+        assert int(operator.latest(f"data/{HOST}/{name}_restarts") or 0) <= 3, name
+        document = json.loads(operator.latest(f"data/{HOST}/health") or "{}")
+        assert document["resources"][name]["state"] == "fatal", document
 
 
 # ---------------------------------------------------------------- passwords
@@ -389,9 +368,10 @@ def password_recorder(broker: MosquittoBroker, site: Path, clients: list[Any]) -
 
 
 def test_wrong_password_goes_fatal_with_the_brokers_reason_and_is_never_shown(
-    password_broker: MosquittoBroker, site: Path, start_host: Callable[..., HostProcess]
+    password_broker: MosquittoBroker, site: Path, host_factory: Callable[..., HostProcess]
 ) -> None:
-    host = start_host("wrongpw", password_manifest(site, password_broker, "wrongpw", WRONG_PASSWORD))
+    text = password_manifest(site, password_broker, "wrongpw", WRONG_PASSWORD)
+    host = host_factory(text, "wrongpw.toml", directory=site)
     host.wait_log("[taxisign] fatal", timeout=8)
     document, raw_status = status_json(site / "wrongpw.toml")
     alpha = document["resources"]["taxisign"]
@@ -403,10 +383,11 @@ def test_wrong_password_goes_fatal_with_the_brokers_reason_and_is_never_shown(
 
 
 def test_right_password_connects_and_is_never_shown(
-    password_broker: MosquittoBroker, site: Path, start_host: Callable[..., HostProcess], clients: list[Any]
+    password_broker: MosquittoBroker, site: Path, host_factory: Callable[..., HostProcess], clients: list[Any]
 ) -> None:
     operator = password_recorder(password_broker, site, clients)
-    host = start_host("rightpw", password_manifest(site, password_broker, "rightpw", RIGHT_PASSWORD))
+    text = password_manifest(site, password_broker, "rightpw", RIGHT_PASSWORD)
+    host = host_factory(text, "rightpw.toml", directory=site)
     operator.wait_for("resourceavailable/taxisign/presence", "True", timeout=10)
     operator.wait_for(f"data/{HOST}/taxisign_state", "running")
     operator.wait_for(f"data/{HOST}/health", timeout=5)

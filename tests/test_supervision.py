@@ -8,11 +8,9 @@ resource has names of its own, since the broker's retained state is shared.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,39 +31,6 @@ def env(**extra: str) -> dict[str, str]:
 
 def cli(host: HostProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, "-c", str(host.manifest), env=env())
-
-
-class Follower:
-    """``sghost logs -f`` as a process whose output lines are read as they come."""
-
-    def __init__(self, host: HostProcess, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sghost", "logs", "-f", *args, "-c", str(host.manifest)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_line(self, text: str, timeout: float = 10.0) -> list[str]:
-        """Every line up to and including the first that is ``text``."""
-        seen: list[str] = []
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"sghost logs -f did not print {text!r} within {timeout} s; got {seen}") from None
-            seen.append(line)
-            if line == text:
-                return seen
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(10)
 
 
 # ---------------------------------------------------------------- dependencies
@@ -89,13 +54,13 @@ def test_dependent_waits_until_a_signalling_dependency_is_ready(mosquitto, mqtt_
     assert "waiting for w1_can" in status.stdout, status.stdout
     assert recorder.latest("data/w1/w1_can_state") == "starting"
     assert recorder.latest("data/w1/w1_app_state") == "waiting"
-    assert recorder.on("resourceavailable/w1_app/presence") == []
 
     recorder.publish("command/w1_can/ready", "now")
     ready = recorder.wait_for("data/w1/w1_can_state", "running")
     started = recorder.wait_for("data/w1/w1_app_state", "starting", after=ready.at)
     recorder.wait_for("data/w1/w1_app_state", "running", after=started.at)
     recorder.wait_for("resourceavailable/w1_app/presence", "True")
+    assert min(m.at for m in recorder.on("resourceavailable/w1_app/presence")) >= ready.at, "w1_app ran before"
     recorder.wait_for("data/w1/w1_app_waiting_for", "none")
 
 
@@ -228,7 +193,7 @@ def test_check_refuses_a_cycle_an_unknown_name_and_a_self_dependency(tmp_path: P
 # ------------------------------------------------------------------------ logs
 
 
-def test_logs_tail_follow_and_post_mortem(mosquitto, mqtt_recorder, host_factory) -> None:
+def test_logs_tail_follow_and_post_mortem(mosquitto, mqtt_recorder, host_factory, child_process) -> None:
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(
         manifest_text(
@@ -240,11 +205,11 @@ def test_logs_tail_follow_and_post_mortem(mosquitto, mqtt_recorder, host_factory
     )
     recorder.wait_for("resourceavailable/lg_p/presence", "True", timeout=10)
     recorder.wait_for("commandavailable/lg_p/say", "True")
-    follower = Follower(host, "lg_p")
-    follower.wait_line("line 12")  # the tail came: it follows from now on
+    follower = child_process([sys.executable, "-m", "sghost", "logs", "-f", "lg_p", "-c", str(host.manifest)], env())
+    follower.wait_log("line 12", exact=True)  # the tail came: it follows from now on
     for number in range(1, 6):
         recorder.publish("command/lg_p/say", f"marker {number}")
-    follower.wait_line("marker 5")  # -f shows lines printed after it started
+    follower.wait_log("marker 5", exact=True)  # -f shows lines printed after it started
 
     tail = cli(host, "logs", "-n", "5", "lg_p")
     assert tail.returncode == 0, tail.stderr
@@ -255,7 +220,7 @@ def test_logs_tail_follow_and_post_mortem(mosquitto, mqtt_recorder, host_factory
     recorder.publish("command/lg_p/garbage", "")
     recorder.publish("command/lg_p/say", "x" * (MAX_LINE_CHARS + 100))
     recorder.publish("command/lg_p/say", "after garbage")
-    follower.wait_line("after garbage")
+    follower.wait_log("after garbage", exact=True)
     kept = cli(host, "logs", "-n", "3", "lg_p").stdout.splitlines()
     assert "\\x1b[2J" in kept[0] and "\\x00" in kept[0], "control characters are shown escaped"
     assert kept[1] == "x" * MAX_LINE_CHARS + " [... 100 more characters cut]"
@@ -268,7 +233,8 @@ def test_logs_tail_follow_and_post_mortem(mosquitto, mqtt_recorder, host_factory
     assert post_mortem == ["after garbage", "dying: out of cheese"]
     status = cli(host, "status").stdout
     assert "exit code 4 | last stderr: dying: out of cheese" in status, status
-    assert follower.stop() in (0, -signal.SIGINT)
+    follower.signal(signal.SIGINT)
+    assert follower.wait(10) in (0, -signal.SIGINT)
 
     not_running = cli(host, "rebirth", "lg_p")
     assert not_running.returncode == 1
@@ -406,24 +372,23 @@ def test_check_names_the_bad_line_of_an_env_file(tmp_path: Path) -> None:
 
 
 def test_logs_show_a_very_long_line_cut_with_a_marker_and_the_lines_after_it(
-    mosquitto, mqtt_recorder, host_factory
+    mosquitto, mqtt_recorder, host_factory, child_process
 ) -> None:
     recorder: Recorder = mqtt_recorder(mosquitto)
     host = host_factory(
         manifest_text(mosquitto, '[resources.ll_p]\ntype = "printer"\n', host="ll"), env=env()
     )
     recorder.wait_for("commandavailable/ll_p/say", "True", timeout=10)
-    follower = Follower(host, "ll_p")
-    follower.wait_line("line 12")
+    follower = child_process([sys.executable, "-m", "sghost", "logs", "-f", "ll_p", "-c", str(host.manifest)], env())
+    follower.wait_log("line 12", exact=True)
     long_line = "y" * (1 << 20)
     recorder.publish("command/ll_p/say", long_line)
     recorder.publish("command/ll_p/say", "after the long line")
-    follower.wait_line("after the long line")
+    follower.wait_log("after the long line", exact=True)
     shown = cli(host, "logs", "-n", "50", "ll_p").stdout.splitlines()
     cut = f"{'y' * MAX_LINE_CHARS} [... {len(long_line) - MAX_LINE_CHARS} more characters cut]"
     assert shown[-2:] == [cut, "after the long line"], [line[:80] + "..." + line[-60:] for line in shown]
     assert "line 12" in shown, "the lines before the long one are kept too"
-    assert follower.stop() in (0, -signal.SIGINT)
 
 
 def test_a_resource_that_never_becomes_ready_shows_backoff_between_its_attempts(

@@ -1,17 +1,18 @@
-"""Waiting helpers for the sgframework tests: no sleeps, only conditions with timeouts."""
+"""Waiting helpers for the sgframework tests: no sleeps, only conditions with timeouts.
+
+``retained`` (what a new subscriber finds) moved to sghost.testing.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sghost.host.broker import MosquittoBroker
-from sghost.testing import Recorder
+from sghost.testing import wait_until
 
 
 @dataclass(frozen=True)
@@ -61,23 +62,8 @@ def wait(
     pump: Callable[[], object] | None = None,
     changed: threading.Condition | None = None,
 ) -> Any:
-    """Return ``condition()`` once truthy, or its last value after ``timeout``.
-
-    With ``pump`` (a loop-mode client's ``loop``) the pump drives the waiting;
-    otherwise the waiting is on ``changed`` (or a private condition) in slices.
-    """
-    deadline = time.monotonic() + timeout
-    changed = changed or threading.Condition()
-    while True:
-        value = condition()
-        remaining = deadline - time.monotonic()
-        if value or remaining <= 0:
-            return value
-        if pump is not None:
-            pump()
-        else:
-            with changed:
-                changed.wait(min(remaining, 0.02))
+    """:func:`sghost.testing.wait_until`, checking every 20 ms: ``pump`` drives the waiting, or ``changed`` wakes it."""
+    return wait_until(condition, timeout, 0.02, pump, changed)
 
 
 class LogWatch(logging.Handler):
@@ -96,6 +82,10 @@ class LogWatch(logging.Handler):
     def texts(self) -> list[str]:
         with self._changed:
             return [record.getMessage() for record in self.records]
+
+    def lines(self, text: str) -> list[str]:
+        """The messages so far that contain ``text``."""
+        return [line for line in self.texts() if text in line]
 
     def wait_for(self, text: str, timeout: float = 5.0, pump: Callable[[], object] | None = None) -> str:
         found = wait(lambda: next((t for t in self.texts() if text in t), None), timeout, pump, self._changed)
@@ -129,18 +119,6 @@ class StatusCalls:
     def wait_for_count(self, count: int, timeout: float = 10.0) -> list[bool]:
         wait(lambda: len(self.states) >= count, timeout, changed=self.changed)
         return list(self.states)
-
-
-def retained(broker: MosquittoBroker, topic_filter: str) -> dict[str, str]:
-    """The retained messages under ``topic_filter``, as a new subscriber gets them."""
-    marker = f"sgtest/marker/{time.monotonic_ns()}"
-    recorder = Recorder(broker.host, broker.port, [topic_filter, marker]).start()
-    try:
-        recorder.publish(marker, "end")
-        recorder.wait_for(marker)  # the broker queues retained messages before later publishes
-        return {m.topic: m.payload for m in recorder.messages if m.retain and m.topic != marker}
-    finally:
-        recorder.stop()
 
 
 _counter = 0

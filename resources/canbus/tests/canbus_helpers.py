@@ -1,17 +1,12 @@
-"""Helpers of the canbus tests: the climate bus description and mapping, frames, an sghost host, a pty pair."""
+"""Helpers of the canbus tests: the climate bus description and mapping, frames, a pty pair.
+
+A real sghost host comes from sghost.testing (``host_factory``, ``manifest_text``)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any
-
-from sghost.testing import MosquittoBroker
 
 # The original's reference frame 0x008 (big endian, KCD offsets as the original read them),
 # plus frames for commands (0x009: sent by node "climate"), aggregates and checks.
@@ -89,60 +84,6 @@ def receive_frame(bus: Any, frame_id: int, timeout: float = 5.0) -> Any:
         if message is not None and message.arbitration_id == frame_id:
             return message
     raise AssertionError(f"no frame 0x{frame_id:x} on the bus within {timeout} s")
-
-
-# ------------------------------------------------------------------ a real sghost host
-
-
-def manifest(broker: MosquittoBroker, resources: str, host: str = "gw") -> str:
-    return (
-        f'[host]\nname = "{host}"\nhealth_interval = 1.0\n'
-        f'[broker]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-        "[defaults]\nbackoff_initial = 0.2\nbackoff_max = 1.0\nstop_timeout = 3.0\n"
-        f"{resources}\n"
-    )
-
-
-class Host:
-    """``sghost start -c <manifest>`` as a child process, its log collected."""
-
-    def __init__(self, path: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.lines: list[str] = []
-        self._lock = threading.Condition()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sghost", "start", "-c", str(path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lock:
-                self.lines.append(line.rstrip("\n"))
-                self._lock.notify_all()
-
-    def wait_log(self, text: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                if time.monotonic() >= deadline:
-                    raise AssertionError(f"log line {text!r} not seen within {timeout} s:\n" + "\n".join(self.lines))
-                self._lock.wait(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
 
 
 class PtyPair:

@@ -1,4 +1,4 @@
-"""Fixtures of the canbus tests: the climate bus description, its mapping, in-process resources, sghost hosts."""
+"""Fixtures of the canbus tests: the climate bus description, its mapping, in-process resources, a pty pair."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from canbus_helpers import CLIMATE_KCD, MAPPING, Host, PtyPair
-from sgframework import Resource
+from canbus_helpers import CLIMATE_KCD, MAPPING, PtyPair
 from sghost.context import ResourceContext
-from sghost.testing import MosquittoBroker
+from sghost.testing import MosquittoBroker, wait_until
 
 import sghost_canbus
 
@@ -48,39 +46,15 @@ def peer(virtual_channel: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def start_canbus(mosquitto: MosquittoBroker, can_files: Path) -> Iterator[Callable[..., ResourceContext]]:
+def start_canbus(
+    mosquitto: MosquittoBroker, can_files: Path, start_resource: Callable[..., ResourceContext]
+) -> Callable[..., ResourceContext]:
     """``start_canbus(settings, name="climate")``: a canbus resource set up as sghost would, in this process."""
-    started: list[tuple[ResourceContext, Resource]] = []
 
     def start(settings: dict[str, Any], name: str = "climate") -> ResourceContext:
-        resource = Resource(name, mosquitto.host, mosquitto.port)
-        context = ResourceContext(name, settings, resource, can_files)
-        sghost_canbus.setup(context)
-        resource.start(use_threaded_networking=True)
-        context.start_threads()
-        started.append((context, resource))
-        return context
+        return start_resource(sghost_canbus.setup, mosquitto, settings, name, can_files)
 
-    yield start
-    for context, resource in started:
-        context.run_cleanups()
-        resource.stop()
-
-
-@pytest.fixture
-def start_host(tmp_path: Path) -> Iterator[Callable[[str], Host]]:
-    """``start_host(manifest_text)`` runs ``sghost start`` on ``<tmp_path>/hostconfig.toml``; stopped after the test."""
-    hosts: list[Host] = []
-
-    def start(text: str) -> Host:
-        path = tmp_path / "hostconfig.toml"
-        path.write_text(text)
-        hosts.append(Host(path))
-        return hosts[-1]
-
-    yield start
-    for host in hosts:
-        host.stop()
+    return start
 
 
 @pytest.fixture
@@ -93,11 +67,10 @@ def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
         ["socat", f"pty,raw,echo=0,link={ends[0]}", f"pty,raw,echo=0,link={ends[1]}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 5
-    while not all(os.path.exists(end) for end in ends):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
-        time.sleep(0.01)  # sleep-ok: socat creates the links asynchronously, with no event to wait on
+    # socat creates the links asynchronously, with no event to wait on
+    made = wait_until(lambda: all(os.path.exists(end) for end in ends) or process.poll() is not None, 5, 0.01)
+    if not made or process.poll() is not None:
+        raise AssertionError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
     yield PtyPair(ends, process)
     if process.poll() is None:
         process.terminate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,11 @@ import pytest
 from canbus_helpers import receive_frame, send_frame
 from sghost.context import ResourceContext
 from sghost.plugins import PluginRegistry
-from sghost.testing import MosquittoBroker, Recorder
+from sghost.testing import MosquittoBroker, Recorder, retained, wait_until
 
 import sghost_canbus
 
 ResourceStarter = Callable[..., ResourceContext]
-
-
-def poll(condition: Callable[[], object], timeout: float = 5.0) -> object:
-    """``condition()`` once it is truthy, or its last value after ``timeout`` (for state with no event)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()) and time.monotonic() < deadline:
-        time.sleep(0.02)  # sleep-ok: polling thread and log state, which have no event to wait on
-    return value
 
 
 def bus_settings(channel: str, **extra: Any) -> dict[str, Any]:
@@ -46,8 +37,9 @@ def test_reference_frame_becomes_the_originals_values(
     # Only toCan signals and aggregates are commands; fromCan-only ones are not.
     for name in ("aircondition", "fanlevel", "ADAS_Seg"):
         recorder.wait_for(f"commandavailable/climate/{name}", "True")
-    assert not recorder.on("commandavailable/climate/actualindoortemperature")
-    assert not recorder.on("dataavailable/climate/ADAS_Seg")
+    announced = retained(mosquitto, "+/climate/+")  # start() returned once every announcement was acknowledged
+    assert "commandavailable/climate/actualindoortemperature" not in announced
+    assert "dataavailable/climate/ADAS_Seg" not in announced
 
 
 def test_scaling_types_and_aggregates_from_the_bus(
@@ -59,9 +51,9 @@ def test_scaling_types_and_aggregates_from_the_bus(
     send_frame(peer, "009#01D7050000000000")  # indoortemperature -41 * 0.5; fanlevel 5 (x10, int)
     assert recorder.wait_for("data/climate/actualindoortemperature").payload == "-20.5"
     assert recorder.wait_for("data/climate/fanlevel").payload == "50"
-    assert not recorder.on("data/climate/aircondition")  # fromCan false
     send_frame(peer, "011#F6ABC0")
-    message = recorder.wait_for("data/climate/climate")
+    message = recorder.wait_for("data/climate/climate")  # frames are taken in order: 0x009 is done
+    assert not recorder.on("data/climate/aircondition")  # fromCan false
     assert json.loads(message.payload) == {"values": {"outdoor": -10, "humidity": 2748.0}}
 
 
@@ -210,17 +202,17 @@ def test_at_qos_0_frames_are_not_published_while_the_broker_is_away(
     context.start_threads()
     try:
         fresh_mosquitto.stop()
-        assert poll(lambda: not resource.is_connected), "the resource did not notice the broker's stop"
+        assert wait_until(lambda: not resource.is_connected), "the resource did not notice the broker's stop"
         for _ in range(20):
             send_frame(peer, "008#00FF00FF00000000")
 
         def offline_lines() -> list[str]:
             return [m for m in caplog.messages if m.startswith("Not connected to the broker")]
 
-        assert poll(offline_lines)
+        assert wait_until(offline_lines)
         fresh_mosquitto.start()
         recorder = mqtt_recorder(fresh_mosquitto, "data/climate/#")
-        assert poll(lambda: resource.is_connected, timeout=15)
+        assert wait_until(lambda: resource.is_connected, timeout=15)
         send_frame(peer, "008#00FF00FF00000000")
         recorder.wait_for("data/climate/enginespeed", "63.0", timeout=10)
         # Frames are taken in order: by now the reader has taken all 20, and said so once.

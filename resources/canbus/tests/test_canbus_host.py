@@ -6,23 +6,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from canbus_helpers import Host, PtyPair, manifest, receive_frame, send_frame
-from sghost.testing import MosquittoBroker, Recorder
+from canbus_helpers import PtyPair, receive_frame, send_frame
+from sghost.testing import HostProcess, MosquittoBroker, Recorder, manifest_text
 
 
 def test_frames_become_messages_and_commands_become_frames(
-    start_host: Callable[[str], Host], pty_pair: PtyPair, can_files: Path,
+    host_factory: Callable[..., HostProcess], pty_pair: PtyPair, can_files: Path,
     mosquitto: MosquittoBroker, mqtt_recorder: Callable[..., Recorder],
 ) -> None:
     import can
 
     resource_end, test_end = pty_pair.ends
     recorder = mqtt_recorder(mosquitto, ["data/climate/#", "commandavailable/climate/#", "data/gw/#"])
-    start_host(manifest(mosquitto, (
+    host_factory(manifest_text(mosquitto, (
         '[resources.climate]\ntype = "canbus"\n[resources.climate.settings]\n'
         'database = "climate.kcd"\nmapping = "mapping.json"\n'
         f'interface = "serial"\nchannel = "{resource_end}"\n'
-    )))
+    ), host="gw"))
     bus = can.Bus(interface="serial", channel=test_end)
     try:
         recorder.wait_for("commandavailable/climate/aircondition", "True", timeout=20)
@@ -45,16 +45,16 @@ def test_frames_become_messages_and_commands_become_frames(
 
 
 def test_a_bus_that_cannot_be_opened_is_the_resources_error_and_backs_off(
-    start_host: Callable[[str], Host], can_files: Path, mosquitto: MosquittoBroker,
+    host_factory: Callable[..., HostProcess], can_files: Path, mosquitto: MosquittoBroker,
     mqtt_recorder: Callable[..., Recorder],
 ) -> None:
     recorder = mqtt_recorder(mosquitto, "data/gw/#")
     missing = can_files / "no-such-tty"
-    host = start_host(manifest(mosquitto, (
+    host = host_factory(manifest_text(mosquitto, (
         '[resources.climate]\ntype = "canbus"\nbackoff_initial = 0.2\nmax_restarts = 2\n'
         '[resources.climate.settings]\ndatabase = "climate.kcd"\nmapping = "mapping.json"\n'
         f'interface = "serial"\nchannel = "{missing}"\n'
-    )))
+    ), host="gw"))
     error = recorder.wait_until(
         lambda: next((m.payload for m in recorder.on("data/gw/climate_error") if "cannot open" in m.payload), None),
         timeout=20,

@@ -34,14 +34,18 @@ def test_replay_publishes_the_logged_frames(
     caplog.set_level(logging.INFO, logger="climate")
     (can_files / "drive.log").write_text(LOG)
     recorder = mqtt_recorder(mosquitto, ["data/climate/#", "commandavailable/climate/#"])
-    start_canbus({"database": "climate.kcd", "mapping": "mapping.json", "replay": "drive.log"})
+    context = start_canbus({"database": "climate.kcd", "mapping": "mapping.json", "replay": "drive.log"})
     recorder.wait_for("data/climate/enginespeed", "1.0")
     assert [m.payload for m in recorder.on("data/climate/vehiclespeed")] == ["2.5500000000000003", "2.56"]
     assert recorder.latest("data/climate/actualindoortemperature") == "10.0"
     # Without an interface there is no bus to send to: commands are refused with a log line.
     recorder.wait_for("commandavailable/climate/aircondition", "True")
     recorder.publish("command/climate/aircondition", "True")
-    recorder.wait_until(lambda: any("no bus to send to" in m for m in caplog.messages))
+    recorder.publish("command/climate/fanlevel", "lots")  # commands are taken in order: when this one is
+    assert recorder.wait_until(lambda: any("command/climate/fanlevel 'lots'" in m for m in caplog.messages))
+    assert any("no bus to send to" in m for m in caplog.messages)
+    context.resource.send_data("enginespeed", 2.0)  # refused, the first is done; this comes after any echo of it
+    recorder.wait_for("data/climate/enginespeed", "2.0")
     assert not recorder.on("data/climate/aircondition")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
@@ -128,21 +128,9 @@ def test_temperature_names_are_unique() -> None:
 
 
 @pytest.fixture
-def started() -> Iterator[Callable[..., ResourceContext]]:
-    contexts: list[ResourceContext] = []
-
-    def start(broker: MosquittoBroker, settings: dict[str, Any]) -> ResourceContext:
-        resource = Resource("sysmon", broker.host, broker.port)
-        context = ResourceContext("sysmon", settings, resource)
-        sghost_sysmon.setup(context)
-        resource.start(use_threaded_networking=True)
-        contexts.append(context)
-        return context
-
-    yield start
-    for context in contexts:
-        context.run_cleanups()
-        context.resource.stop()
+def started(start_resource: Callable[..., ResourceContext]) -> Callable[..., ResourceContext]:
+    """``started(broker, settings)``: a sysmon resource named ``sysmon`` in this process (sghost.testing)."""
+    return lambda broker, settings: start_resource(sghost_sysmon.setup, broker, settings, "sysmon")
 
 
 def test_figures_are_announced_and_retained(

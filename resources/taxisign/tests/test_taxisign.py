@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from sgframework import Resource
 from sghost.context import ResourceContext
 from sghost.plugins import PluginRegistry, format_plugins
 from sghost.testing import MosquittoBroker, Recorder
@@ -15,15 +14,9 @@ import sghost_taxisign
 
 
 @pytest.fixture
-def taxisign(mosquitto: MosquittoBroker) -> Iterator[ResourceContext]:
-    """A started taxisign resource named ``taxisign``, set up as sghost would."""
-    resource = Resource("taxisign", mosquitto.host, mosquitto.port)
-    context = ResourceContext("taxisign", {}, resource)
-    sghost_taxisign.setup(context)
-    resource.start(use_threaded_networking=True)
-    yield context
-    context.run_cleanups()
-    resource.stop()
+def taxisign(mosquitto: MosquittoBroker, start_resource: Callable[..., ResourceContext]) -> ResourceContext:
+    """A started taxisign resource named ``taxisign``, set up as sghost would (sghost.testing)."""
+    return start_resource(sghost_taxisign.setup, mosquitto, name="taxisign")
 
 
 def test_state_command_is_echoed_retained_and_logged(
