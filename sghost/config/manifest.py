@@ -34,6 +34,8 @@ from sgframework import constants
 from sgframework.addresses import parse_address
 from sgframework.topics import validate_name
 from sghost.config import dependencies, environment
+from sghost.config.dashboard import TABLE as DASHBOARD_TABLE
+from sghost.config.dashboard import DashboardConfig, read_dashboard
 from sghost.config.identities import review as review_identities
 from sghost.config.integrations import TABLES as INTEGRATION_TABLES
 from sghost.config.integrations import HomeAssistantConfig, HooksConfig, MetricsConfig, read_integrations
@@ -48,7 +50,7 @@ BROKER_KINDS = ("mqtt", "nats")
 """The values of ``[broker] kind``: a complete MQTT broker, or nats-server's MQTT listener (docs/cluster.md)."""
 CERTIFICATE_FILES = (constants.CA_CERTS, constants.CERTFILE, constants.KEYFILE)
 """The files a ``certificate_directory`` must hold."""
-TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES)
+TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES, DASHBOARD_TABLE)
 """The top-level tables of a manifest."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 """The broker hosts allowed with ``embedded = true`` (the embedded broker listens on loopback only)."""
@@ -182,6 +184,7 @@ class HostConfig:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     uplink: Any = None
     """The ``[uplink]`` table (:class:`sghost.config.uplink.UplinkConfig`), or None without one."""
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
 # ---------------------------------------------------------------------------
@@ -803,6 +806,7 @@ def load_manifest(
     resources = _read_resources(problems, document.get("resources", {}), context)
     _check_dependencies(problems, resources)
     integrations = read_integrations(problems, sections)
+    dashboard = read_dashboard(problems, sections[DASHBOARD_TABLE])
     own_keys = {name: set(resource.table) for name, resource in resources.items()}
     for finding in review_identities(context.host_name, broker, resources, _key, own_keys.__getitem__):
         (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
@@ -821,6 +825,7 @@ def load_manifest(
         warnings=tuple(problems.warnings),
         **integrations,
         uplink=uplink_config,
+        dashboard=dashboard,
         **host,
     )
 
@@ -880,6 +885,14 @@ _EXAMPLE = """\
 
 # [metrics]                     # Prometheus text for node_exporter's textfile collector
 # textfile = "/var/lib/node_exporter/textfile_collector/sghost.prom"  # (unset by default) every health_interval
+
+# [dashboard]                   # the gateway's own web page and API (docs/dashboard.md); off by default
+# enabled = false               # true: serve the page
+# listen = "127.0.0.1:8080"     # beyond loopback only with token_file
+# token_file = "dashboard.token"  # (unset by default) the login token; must be chmod 600
+# certificate_directory = "certs/dashboard"  # (unset by default) TLS: public_certificate.pem, private_key.pem
+# control = false               # true: start, stop and restart buttons (and POST in the API)
+# hosts = ["gateway.local"]     # (none by default) names a browser may use besides the listen address
 
 # [hooks]                       # programs run on state changes: argv arrays, no shell; each unset by default
 # on_state = ["/usr/local/bin/notify", "--flag"]  # every state change of a resource
