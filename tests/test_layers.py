@@ -19,6 +19,7 @@ LAYERS = [
     ("sghost.process",),
     ("sghost.health",),
     ("sghost.host",),
+    ("sghost.dashboard",),
     ("sghost.cli", "sghost.testing", "sghost.__main__"),
 ]
 

@@ -32,6 +32,10 @@ from sghost.health.reporting import MetaProcess
 from sghost.host import systemd, uplinkbridge
 from sghost.host.broker import BrokerError, EmbeddedBroker
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.dashboardprocess import ROLE as DASHBOARD
+from sghost.host.dashboardprocess import RUNNER as DASHBOARD_RUNNER
+from sghost.host.dashboardprocess import DashboardProcess
+from sghost.host.eventfollowers import EventFollowers
 from sghost.host.hooks import HookRunner
 from sghost.host.logfiles import log_handler
 from sghost.host.logring import MAX_FOLLOWERS, LogBook
@@ -60,7 +64,11 @@ UPLINK_DROP_WARNING_INTERVAL = 60.0
 """Seconds between warnings about messages the uplink's queue bound dropped."""
 EXIT_OK = 0
 EXIT_FAILURE = 1
-RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta"}
+RUNNERS = {
+    RESOURCE: "sghost.process.child:run_child",
+    META: "sghost.health.metaresource:run_meta",
+    DASHBOARD: DASHBOARD_RUNNER,
+}
 """What the zygote runs for each kind of process; named, not imported: the supervisor never loads paho."""
 
 
@@ -103,6 +111,8 @@ class Supervisor:
         self._retiring: set[str] = set()
         self.control: ControlServer | None = None
         self.logbook = LogBook()
+        self.events = EventFollowers()
+        self.dashboard: DashboardProcess | None = None
         self.order = DependencyOrder(self.watchers, lambda: self._stopping)
         self._metrics_error: str | None = None
         self._discovery_on = False
@@ -131,6 +141,10 @@ class Supervisor:
         self.selector.register(self._zygote_sock, selectors.EVENT_READ, ("zygote", None))
         self.health = MetaProcess(self, self._spec_for_host(), output_log)
         self.health.start()
+        self.dashboard = DashboardProcess(
+            self, self.config.dashboard, str(self.control.path), self.config.name, output_log, lambda: self._stopping
+        )
+        self.dashboard.start()
         if self.config.remote_control:
             self._log_remote_control()
         for config in self.config.resources.values():
@@ -223,6 +237,7 @@ class Supervisor:
         if self.control is not None:
             self.control.close()
         self.logbook.close()
+        self.events.close()
 
     def _open_control(self) -> ControlServer:
         """The local control socket, opened first so that a second sghost for this manifest is refused."""
@@ -547,6 +562,8 @@ class Supervisor:
             else:
                 self._add_watcher(plan.config.resources[name])
         self._configure_discovery()
+        if self.dashboard is not None:
+            self.dashboard.reconfigure(plan.config.dashboard)
         if plan.restart_meta:
             self._restart_meta(withdraw_commands=remote_control_changed and not self.config.remote_control)
         self.order.release_waiting()  # a changed depends_on may free a waiting resource
@@ -617,6 +634,7 @@ class Supervisor:
 
     def _report_state(self, watcher: Watcher) -> None:
         self.hooks.state_changed(watcher.name, watcher.state, watcher.last_error, watcher.restarts)
+        self.events.state_changed(watcher.name, self.resource_snapshot(watcher, with_stats=False))
         if self.health is None:
             return
         if watcher.name in self._retiring:
@@ -786,6 +804,10 @@ class Supervisor:
     def follow_logs(self, sock: socket.socket, resource: str | None) -> bool:
         """Stream every new line of ``resource`` (None: all) to ``sock`` (``sghost logs -f``)."""
         return self.logbook.follow(sock, resource)
+
+    def follow_events(self, sock: socket.socket) -> bool:
+        """Stream the host's changes to ``sock`` (the dashboard's process follows them)."""
+        return self.events.follow(sock)
 
     def logs(self, resource: str | None, count: int, follow: bool = False) -> tuple[bool, str, list[dict[str, Any]]]:
         """The last ``count`` lines of ``resource`` (None: every resource, interleaved)."""
