@@ -159,7 +159,7 @@ def test_every_answer_carries_the_security_headers(read_only: Dashboard) -> None
         assert "frame-ancestors 'none'" in headers["content-security-policy"], path
         assert headers["x-content-type-options"] == "nosniff", path
         assert headers["x-frame-options"] == "DENY", path
-        assert headers["referrer-policy"] == "no-referrer", path
+        assert headers["referrer-policy"] == "same-origin", path
 
 
 # ---------------------------------------------------------------- state-changing requests

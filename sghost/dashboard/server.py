@@ -202,6 +202,9 @@ class Handler(BaseHTTPRequestHandler):
             name = path[len("/static/"):]
             self._send(HTTPStatus.OK, self.server.files[name], STATIC[name])
             return
+        if path == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+            return
         authorized, _bearer = self._authorized()
         if path == "/":
             page = "index.html" if authorized else "login.html"
