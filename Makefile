@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bench/integrations.py
 	$(BIN)/python bench/canbus.py
 	$(BIN)/python bench/certificate_check.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
