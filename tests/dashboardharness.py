@@ -103,9 +103,11 @@ def start_dashboard(
     tls_directory: Path | None = None,
     tls: ssl.SSLContext | None = None,
     extra: str = "",
+    port: int | None = None,
+    wait: bool = True,
 ) -> Dashboard:
     """sghost with an embedded broker, the ``resources`` tables, and its dashboard; waits until it serves."""
-    port = free_port()
+    port = port or free_port()
     lines = [f"control = {'true' if control else 'false'}", extra]
     if token:
         token_path = tmp_path / "dashboard.token"
@@ -117,5 +119,6 @@ def start_dashboard(
     env = sghost_env(PLUGINS)
     host = host_factory(dashboard_manifest(resources, "\n".join(lines), port), env=env)
     scheme = "https" if tls_directory is not None else "http"
-    host.wait_log(f"listening on {scheme}://127.0.0.1:{port}", timeout=20)
+    if wait:
+        host.wait_log(f"listening on {scheme}://127.0.0.1:{port}", timeout=20)
     return Dashboard(host, port, scheme, TOKEN if token else None, tls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 
 from dashboardharness import TOKEN, Dashboard, start_dashboard
-from hostharness import HostProcess, wait_until
+from hostharness import HostProcess, run_cli, wait_until
 
 RESOURCES = '[resources.a]\ntype = "echoer"\n\n[resources.b]\ntype = "talker"\n'
 SAME_ORIGIN_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -27,6 +28,12 @@ def read_only(host_factory: Callable[..., HostProcess], tmp_path: Path) -> Dashb
 @pytest.fixture
 def controlling(host_factory: Callable[..., HostProcess], tmp_path: Path) -> Dashboard:
     return start_dashboard(host_factory, tmp_path, RESOURCES, token=True, control=True)
+
+
+def running_over_control(host: HostProcess, name: str) -> bool:
+    """Whether ``sghost status --json`` (not the dashboard) shows ``name`` running."""
+    result = run_cli("status", "--json", "-c", str(host.manifest))
+    return result.returncode == 0 and json.loads(result.stdout)["resources"][name]["state"] == "running"
 
 
 def running_pid(dashboard: Dashboard, name: str) -> int:
@@ -243,3 +250,50 @@ def test_with_a_certificate_directory_it_speaks_tls_1_2_or_later(
     old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises((ssl.SSLError, OSError)):
         Dashboard(dashboard.host, dashboard.port, "https", TOKEN, old).status()
+
+
+# ---------------------------------------------------------------- failures and reload
+
+
+def test_a_taken_port_is_named_retried_and_supervision_goes_on(
+    host_factory: Callable[..., HostProcess], tmp_path: Path
+) -> None:
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        dashboard = start_dashboard(host_factory, tmp_path, RESOURCES, token=True, port=port, wait=False)
+        line = dashboard.host.wait_log(f"cannot listen on 127.0.0.1:{port}", timeout=20)
+        assert "[dashboard] listen" in line
+        dashboard.host.wait_log("dashboard: its process ended (exit code 2); starting it again", timeout=10)
+        assert wait_until(lambda: running_over_control(dashboard.host, "a"), 15), "supervision went on"
+    finally:
+        squatter.close()
+    dashboard.host.wait_log(f"listening on http://127.0.0.1:{port}", timeout=20)
+    assert dashboard.status()["host"] == "sghost"
+
+
+def test_wrong_tokens_lock_out_token_checks_for_a_minute_but_not_sessions(read_only: Dashboard) -> None:
+    body = urlencode({"token": TOKEN}).encode()
+    _status, headers, _page = read_only.request("POST", "/login", SAME_ORIGIN_FORM, body, bearer=False)
+    session = headers["set-cookie"].split(";")[0]
+    answers = [read_only.request("GET", "/api/status", {"Authorization": "Bearer wrong"})[0] for _ in range(10)]
+    assert answers == [401] * 9 + [429]
+    status, headers, _body = read_only.request("GET", "/api/status")
+    assert status == 429 and headers["retry-after"] == "60"
+    assert read_only.request("GET", "/api/status", {"Cookie": session}, bearer=False)[0] == 200
+
+
+def test_a_reload_applies_a_changed_dashboard_table(controlling: Dashboard, tmp_path: Path) -> None:
+    manifest = controlling.host.manifest
+    text = manifest.read_text()
+    manifest.write_text(text.replace("control = true", "control = false"))
+    assert run_cli("reload", "-c", str(manifest)).returncode == 0
+    controlling.host.wait_log(f"listening on http://127.0.0.1:{controlling.port}", count=2, timeout=20)
+    assert controlling.request("POST", "/api/resources/a/restart")[0] == 404
+    manifest.write_text(text.replace("enabled = true", "enabled = false"))
+    assert run_cli("reload", "-c", str(manifest)).returncode == 0
+    controlling.host.wait_log("dashboard: off", timeout=20)
+    with pytest.raises(ConnectionRefusedError):
+        controlling.request("GET", "/api/status")
