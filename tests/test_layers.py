@@ -1,6 +1,6 @@
 """The package's layers: data flows one way, so no module imports from a layer above its own.
 
-manifest -> validated config -> processes -> health -> the host that runs them -> the command line.
+manifest -> validated config -> processes -> health -> the host that runs them -> its web page -> the command line.
 """
 
 from __future__ import annotations
