@@ -155,9 +155,10 @@ def test_a_plot_has_points(dashboard: Dashboard, browser: Any) -> None:
     browser.find_element(By.CSS_SELECTOR, "tr[data-resource=climate]").click()
 
     def points(plot: str) -> int:
-        line = browser.find_elements(By.CSS_SELECTOR, f"#plot-{plot} polyline")
-        coordinates = line[0].get_attribute("points").split() if line else []
-        return len(coordinates)
+        """The number of points of the plot's line (read in one go: the line is redrawn at every sample)."""
+        script = "const line = document.querySelector(`#plot-${arguments[0]} polyline`);" \
+                 "return line ? line.getAttribute('points').trim().split(/\\s+/).filter(Boolean).length : 0;"
+        return int(browser.execute_script(script, plot))
 
     assert wait_until(lambda: points("cpu") >= 2 and points("memory") >= 2, 20), "no plot with two points"
     assert points("restarts") >= 2

@@ -7,12 +7,15 @@ type       behaviour (settings)
 =========  ===========================================================================
 failer     ``setup`` raises ``RuntimeError(message)`` (``message``: any text, markup included)
 talker     prints ``tick 1``, ``tick 2``, ... on stdout every ``interval`` s (0.2)
+burner     keeps the CPU busy, between 10 % and 50 % of a core, in waves of ``period`` s (120)
 =========  ===========================================================================
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import time
 from typing import TYPE_CHECKING
 
 import sghost
@@ -37,7 +40,21 @@ def setup_talker(context: ResourceContext) -> None:
     context.every(float(context.settings.get("interval", 0.2)), tick)
 
 
+def setup_burner(context: ResourceContext) -> None:
+    """Busy for a changing share of every 0.5 s: something for the CPU plot to show."""
+    period = float(context.settings.get("period", 120.0))
+
+    def burn() -> None:
+        share = 0.3 + 0.2 * math.sin(time.monotonic() / period * 2 * math.pi)
+        until = time.monotonic() + 0.5 * share
+        while time.monotonic() < until:
+            pass
+
+    context.every(0.5, burn)
+
+
 @sghost.hookimpl
 def register_resource_types(register: Register) -> None:
     register("failer", setup_failer, description="raises its message at start")
     register("talker", setup_talker, description="prints a line every interval")
+    register("burner", setup_burner, description="busy in waves")

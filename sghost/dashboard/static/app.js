@@ -222,14 +222,16 @@ function addSample(sample) {
 function drawPlots() {
   const history = page.history || { t: [], cpu: [], memory: [], restarts: [] };
   const end = history.t.length ? history.t[history.t.length - 1] : Date.now() / 1000;
-  const start = end - page.settings.history_seconds;
-  drawPlot("cpu", history.t, history.cpu, start, end, " %", false);
-  drawPlot("memory", history.t, history.memory, start, end, " MiB", false);
+  // the hour, or as much of it as there is: a dashboard started a minute ago plots that minute
+  const start = Math.max(end - page.settings.history_seconds, Math.min(history.t[0] ?? end, end - 60));
+  const span = `last ${duration(end - start)}`;
+  drawPlot("cpu", history.t, history.cpu, start, end, " %", false, span);
+  drawPlot("memory", history.t, history.memory, start, end, " MiB", false, span);
   const first = history.restarts.length ? history.restarts[0] : 0;
-  drawPlot("restarts", history.t, history.restarts.map((value) => value - first), start, end, "", true);
+  drawPlot("restarts", history.t, history.restarts.map((value) => value - first), start, end, "", true, span);
 }
 
-function drawPlot(key, times, values, start, end, unit, steps) {
+function drawPlot(key, times, values, start, end, unit, steps, span) {
   const svg = document.getElementById(`plot-${key}`);
   const top = Math.max(1, ...values) * 1.1;
   const x = (t) => ((t - start) / (end - start)) * PLOT_W;
@@ -254,7 +256,9 @@ function drawPlot(key, times, values, start, end, unit, steps) {
   svg.dataset.count = String(times.length);
   const last = values.length ? values[values.length - 1] : null;
   const scale = document.getElementById(`scale-${key}`);
-  setText(scale, `max ${(top / 1.1).toFixed(steps ? 0 : 1)}${unit} · now ${last === null ? "—" : last.toFixed(steps ? 0 : 1)}${unit} · ${times.length} samples`);
+  const digits = steps ? 0 : 1;
+  const now = last === null ? "—" : last.toFixed(digits);
+  setText(scale, `${span} · max ${(top / 1.1).toFixed(digits)}${unit} · now ${now}${unit} · ${times.length} samples`);
 }
 
 // ---------------------------------------------------------------- detail: output
