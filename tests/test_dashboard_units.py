@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sghost.dashboard.history import CAPACITY, History, Ring
 from sghost.dashboard.hub import MAX_QUEUED, Subscriber
 from sghost.dashboard.security import MAX_FAILURES, MAX_SESSIONS, Guard, host_name
 from sghost.host import eventfollowers
+from sghost.host.control import FOLLOW, make_handler
 from sghost.host.eventfollowers import EventFollowers
 
 # ---------------------------------------------------------------- history
@@ -157,3 +159,40 @@ def test_a_page_that_does_not_keep_up_is_dropped() -> None:
     assert not subscriber.dropped
     subscriber.put(b"one too many")
     assert subscriber.dropped
+
+
+class _Host:
+    """Just enough of the supervisor for the control socket's handler."""
+
+    def __init__(self, followers: EventFollowers | None) -> None:
+        if followers is not None:
+            self.follow_events = followers.follow
+
+    def snapshot(self) -> dict[str, object]:
+        return {}
+
+    def command(self, op: str, name: str) -> tuple[bool, str]:
+        return True, ""
+
+    def reload(self) -> tuple[bool, str]:
+        return True, ""
+
+
+def test_the_events_op_hands_the_connection_to_the_followers() -> None:
+    followers = EventFollowers()
+    answer = make_handler(_Host(followers))({"op": "events"})
+    assert answer["ok"] is True
+    reader, writer = socket.socketpair()
+    with reader:
+        answer[FOLLOW](writer)
+        followers.state_changed("climate", {"state": "backoff", "restarts": 1})
+        event = json.loads(reader.recv(65536).split(b"\n")[0])
+    followers.close()
+    assert (event["event"], event["resource"]) == ("state", "climate")
+    assert event["values"] == {"state": "backoff", "restarts": 1}
+
+
+def test_a_host_without_events_says_so() -> None:
+    answer = make_handler(_Host(None))({"op": "events"})
+    assert answer == {"ok": False, "error": "events: this host does not stream its events",
+                      "message": "events: this host does not stream its events"}

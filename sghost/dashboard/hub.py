@@ -166,8 +166,10 @@ class Hub:
         name, values = str(event.get("resource")), event["values"]
         with self.lock:
             if self.status is not None:
-                resources = self.status.setdefault("resources", {})
-                resources[name] = {**resources.get(name, {}), **values}
+                # a new document, not a changed one: request threads may be encoding the old one
+                resources = self.status.get("resources") or {}
+                changed = {**resources, name: {**resources.get(name, {}), **values}}
+                self.status = {**self.status, "resources": changed}
             self._broadcast(sse("state", {"resource": name, "values": values, "at": event.get("at")}))
 
     # ------------------------------------------------------------ pages

@@ -143,8 +143,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _json(self, status: int, document: Any, extra: dict[str, str] | None = None) -> None:
         body = json.dumps(document, separators=(",", ":"), default=str).encode()
@@ -189,9 +188,6 @@ class Handler(BaseHTTPRequestHandler):
                      {"WWW-Authenticate": 'Bearer realm="sghost"'})
 
     # ------------------------------------------------------------ GET
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
 
     def do_GET(self) -> None:
         if not self._host_ok():

@@ -156,7 +156,12 @@ function connect() {
   const source = new EventSource("/api/events");
   const badge = document.getElementById("connection");
   source.addEventListener("open", () => { setText(badge, "live"); badge.className = "badge live"; });
-  source.addEventListener("error", () => { setText(badge, "reconnecting"); badge.className = "badge down"; });
+  source.addEventListener("error", () => {
+    setText(badge, "reconnecting");
+    badge.className = "badge down";
+    // A refused stream (the session ended: 401) is not retried by the browser: find out why, then reconnect.
+    if (source.readyState === EventSource.CLOSED) setTimeout(reconnect, 5000);
+  });
   source.addEventListener("status", (event) => {
     const data = JSON.parse(event.data);
     page.points = data.sample.points || {};
@@ -174,6 +179,15 @@ function connect() {
   source.addEventListener("unreachable", (event) => {
     notice(`sghost does not answer: ${JSON.parse(event.data).error}`);
   });
+}
+
+async function reconnect() {
+  try {
+    await api("/api/dashboard");  // on 401 this shows the login form
+    connect();
+  } catch (error) {
+    setTimeout(reconnect, 5000);
+  }
 }
 
 async function command(op, name) {
