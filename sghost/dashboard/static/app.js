@@ -25,8 +25,10 @@ function el(tag, text, className) {
 }
 
 function setText(node, text, full) {
-  const shown = text === undefined || text === null || text === "" ? "—" : String(text);
+  const empty = text === undefined || text === null || text === "";
+  const shown = empty ? "—" : String(text);
   if (node.textContent !== shown) node.textContent = shown;
+  node.classList.toggle("empty", empty);
   const title = full === undefined ? "" : String(full);
   if (node.title !== title) node.title = title;
 }
@@ -81,6 +83,7 @@ function renderHost(status) {
     const state = deployment.state ?? (deployment.last && deployment.last.state);
     facts.push(["deployment", `generation ${generation ?? "—"}, last ${state ?? "—"}`]);
   }
+  if (typeof status.deploy_rejected === "number") facts.push(["deployments refused", status.deploy_rejected]);
   const list = document.getElementById("host-facts");
   list.replaceChildren(...facts.flatMap(([key, value]) => [el("dt", key), el("dd", value)]));
 }
