@@ -69,6 +69,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,900"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
     try:
@@ -124,6 +125,8 @@ def test_the_page_shows_one_row_per_resource(dashboard: Dashboard, browser: Any,
     assert screenshot.stat().st_size > 10_000
     if os.environ.get(SCREENSHOT_COPY_ENV):
         shutil.copyfile(screenshot, os.environ[SCREENSHOT_COPY_ENV])
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, f"the page broke its own Content-Security-Policy, or its script failed: {errors}"
 
 
 def test_a_killed_resource_goes_through_its_restart_without_a_reload(dashboard: Dashboard, browser: Any) -> None:
