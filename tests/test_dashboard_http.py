@@ -283,6 +283,7 @@ def test_wrong_tokens_lock_out_token_checks_for_a_minute_but_not_sessions(read_o
     status, headers, _body = read_only.request("GET", "/api/status")
     assert status == 429 and headers["retry-after"] == "60"
     assert read_only.request("GET", "/api/status", {"Cookie": session}, bearer=False)[0] == 200
+    read_only.host.wait_log("wrong token(s), the last from 127.0.0.1 (logged at most once a minute)")
 
 
 def test_a_reload_applies_a_changed_dashboard_table(controlling: Dashboard, tmp_path: Path) -> None:

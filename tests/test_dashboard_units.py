@@ -108,6 +108,9 @@ def test_wrong_tokens_are_counted_and_then_refused_for_a_minute() -> None:
         assert not guard.too_many_failures()
         assert not guard.token_matches("wrong")
     assert guard.too_many_failures()
+    assert guard.failures_to_report() == MAX_FAILURES
+    assert not guard.token_matches("wrong again")
+    assert guard.failures_to_report() == 0, "reported at most once a minute"
 
 
 def test_sessions_are_bounded_and_end() -> None:

@@ -74,6 +74,8 @@ class Guard:
         self._lock = threading.Lock()
         self._sessions: OrderedDict[bytes, float] = OrderedDict()
         self._failures: list[float] = []
+        self._unreported = 0
+        self._reported_at = -FAILURE_WINDOW
         self._addresses: set[str] = set()
         self._addresses_at = -ADDRESSES_REFRESH
         listen = config.listen[0].lower()
@@ -131,7 +133,17 @@ class Guard:
         if not matches:
             with self._lock:
                 self._failures.append(time.monotonic())
+                self._unreported += 1
         return matches
+
+    def failures_to_report(self) -> int:
+        """Wrong tokens not yet logged, at most once a minute (0 in between): the log is not flooded."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._unreported or now - self._reported_at < FAILURE_WINDOW:
+                return 0
+            count, self._unreported, self._reported_at = self._unreported, 0, now
+            return count
 
     def too_many_failures(self) -> bool:
         now = time.monotonic()

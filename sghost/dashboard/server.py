@@ -179,7 +179,14 @@ class Handler(BaseHTTPRequestHandler):
             return guard.token_matches(bearer), True
         return guard.session_valid(guard.session_of(self.headers.get("Cookie"))), False
 
+    def _report_failures(self) -> None:
+        count = self.server.guard.failures_to_report()
+        if count:
+            log.warning("%d wrong token(s), the last from %s (logged at most once a minute)",
+                        count, self.client_address[0])
+
     def _refuse_unauthorized(self) -> None:
+        self._report_failures()
         if self.server.guard.too_many_failures():
             self._refuse(HTTPStatus.TOO_MANY_REQUESTS, "too many wrong tokens; try again in a minute",
                          {"Retry-After": "60"})
@@ -381,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         token = (parse_qs(body.decode("utf-8", errors="replace")).get("token") or [""])[0]
         if not guard.needs_token or not guard.token_matches(token):
-            log.warning("dashboard: a wrong token from %s", self.client_address[0])
+            self._report_failures()
             page = self.server.files["login.html"].replace(WRONG_MARKER, WRONG_TEXT)
             self._send(HTTPStatus.UNAUTHORIZED, page, "text/html; charset=utf-8")
             return
