@@ -91,8 +91,10 @@ def cpu_percent(process: psutil.Process, seconds: float) -> float:
     return (after.user + after.system - before.user - before.system) / seconds * 100
 
 
-def pss_mib(process: psutil.Process) -> float:
-    return process.memory_full_info().pss / 1048576
+def memory(process: psutil.Process) -> str:
+    """PSS (its share of what it shares with the zygote and its siblings) and USS (its own pages)."""
+    info = process.memory_full_info()
+    return f"PSS {info.pss / 1048576:.1f} MiB (USS {info.uss / 1048576:.1f} MiB)"
 
 
 def browser(profile: Path) -> Any:
@@ -173,14 +175,14 @@ def main() -> None:
                      == RESOURCES, 90, f"{RESOURCES} resources running")
             time.sleep(5)  # sleep-ok: a bench, letting start-up settle before measuring idle
             process = dashboard_process(psutil.Process(host.pid), port)
-            print(f"dashboard process, {RESOURCES} resources, no page: PSS {pss_mib(process):.1f} MiB, "
+            print(f"dashboard process, {RESOURCES} resources, no page: {memory(process)}, "
                   f"CPU {cpu_percent(process, window):.3f} % of one core over {window:g} s")
             if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
                 print("chromium or chromedriver missing: no figures with an open page")
                 return
             driver = browser(directory / "profile")
             open_page(driver, port)
-            print(f"dashboard process, one open page: PSS {pss_mib(process):.1f} MiB, "
+            print(f"dashboard process, one open page: {memory(process)}, "
                   f"CPU {cpu_percent(process, window):.3f} % of one core over {window:g} s")
             delays = [kill_to_row(driver, port, f"sign{n:02d}") for n in range(kills)]
             median, worst = statistics.median(delays) * 1000, max(delays) * 1000
