@@ -62,8 +62,9 @@ def test_api_logs_returns_the_last_lines_as_json(read_only: Dashboard) -> None:
     assert [line["resource"] for line in lines] == ["b"] * 3  # type: ignore[union-attr]
     status, _headers, body = read_only.request("GET", "/api/resources/nothere/logs?n=3")
     assert status == 404 and "unknown resource 'nothere'" in json.loads(body)["error"]
-    status, _headers, body = read_only.request("GET", "/api/resources/b/logs?n=many")
-    assert status == 400 and "n='many'" in json.loads(body)["error"]
+    for wrong in ("many", "-1", "1001", "%C2%B2"):  # the last: a superscript two, a digit to str.isdigit()
+        status, _headers, body = read_only.request("GET", f"/api/resources/b/logs?n={wrong}")
+        assert status == 400 and "expected a whole number from 0 to 1000" in json.loads(body)["error"], wrong
 
 
 def test_history_exists_before_any_page_opens(read_only: Dashboard) -> None:

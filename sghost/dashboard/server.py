@@ -257,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _log_count(self, query: dict[str, list[str]]) -> int | None:
         text = (query.get("n") or [str(DEFAULT_LOG_LINES)])[0]
-        if not text.isdigit() or int(text) > MAX_LOG_LINES:
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_LOG_LINES:
             self._refuse(HTTPStatus.BAD_REQUEST, f"n={text!r}: expected a whole number from 0 to {MAX_LOG_LINES}")
             return None
         return int(text)
@@ -355,7 +355,7 @@ class Handler(BaseHTTPRequestHandler):
                          + ("" if not is_command else " (the dashboard is read-only: [dashboard] control = false)"))
             return
         length = self.headers.get("Content-Length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY:
+        if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY:
             self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"expected a body of at most {MAX_BODY} bytes")
             return
         body = self.rfile.read(int(length))
