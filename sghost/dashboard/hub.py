@@ -73,6 +73,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self._fetch_lock = threading.Lock()
         self._stop = threading.Event()
+        self._sample_failure = ""
 
     def start(self) -> None:
         threading.Thread(target=self._sample_forever, name="sampler", daemon=True).start()
@@ -132,7 +133,12 @@ class Hub:
     def _sample_forever(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            self.sample()
+            try:
+                self.sample()
+            except Exception as error:  # a surprise in one document must not end the sampling
+                if repr(error) != self._sample_failure:  # logged once, not every 5 s
+                    log.exception("sampling the host's status failed")
+                self._sample_failure = repr(error)
             self._stop.wait(max(0.0, self.sample_interval - (time.monotonic() - started)))
 
     # ------------------------------------------------------------ events
@@ -155,6 +161,8 @@ class Hub:
                     self.apply(event)
             except (ControlError, OSError):
                 pass
+            except Exception:  # a surprise in one event must not end the following
+                log.exception("following the host's events failed")
             finally:
                 stream.close()
             self._stop.wait(RECONNECT_DELAY)
