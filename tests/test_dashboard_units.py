@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
+from hostharness import wait_until
 from sghost.config.dashboard import DashboardConfig
 from sghost.dashboard.history import CAPACITY, History, Ring
-from sghost.dashboard.hub import MAX_QUEUED, Subscriber
+from sghost.dashboard.hub import MAX_QUEUED, Hub, Subscriber
+from sghost.dashboard.link import ControlLink
 from sghost.dashboard.security import MAX_FAILURES, MAX_SESSIONS, Guard, host_name
 from sghost.host import eventfollowers
-from sghost.host.control import FOLLOW, make_handler
+from sghost.host.control import FOLLOW, ControlServer, make_handler
 from sghost.host.eventfollowers import EventFollowers
 
 # ---------------------------------------------------------------- history
@@ -199,3 +203,38 @@ def test_a_host_without_events_says_so() -> None:
     answer = make_handler(_Host(None))({"op": "events"})
     assert answer == {"ok": False, "error": "events: this host does not stream its events",
                       "message": "events: this host does not stream its events"}
+
+
+def test_a_status_document_the_hub_cannot_read_does_not_end_the_sampling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = [{"resources": ["not", "a", "table"]}, {"resources": {"a": {"restarts": 0}}}]
+    served: list[str] = []
+
+    def handle(request: dict[str, object]) -> dict[str, object]:
+        served.append(str(request["op"]))
+        if request["op"] == "events":
+            return {"ok": False, "error": "no events here", "message": "no events here"}
+        return {"ok": True, "status": answers[0] if len(served) < 3 else answers[1]}
+
+    server = ControlServer(tmp_path / "control.sock", handle)
+    server.open()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if select.select([server], [], [], 0.05)[0]:
+                server.handle_ready()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    hub = Hub(ControlLink(str(tmp_path / "control.sock")), sample_interval=0.05)
+    try:
+        hub.start()
+        assert wait_until(lambda: hub.history.of("a") is not None, 10), served
+        assert "sampling the host's status failed" in caplog.text
+    finally:
+        hub.stop()
+        stop.set()
+        thread.join(5)
+        server.close()
