@@ -299,3 +299,28 @@ def test_a_reload_applies_a_changed_dashboard_table(controlling: Dashboard, tmp_
     controlling.host.wait_log("dashboard: off", timeout=20)
     with pytest.raises(ConnectionRefusedError):
         controlling.request("GET", "/api/status")
+
+
+def test_a_token_file_gone_at_a_restart_is_named_and_supervision_goes_on(read_only: Dashboard, tmp_path: Path) -> None:
+    (tmp_path / "dashboard.token").unlink()
+    read_only.process().kill()
+    line = read_only.host.wait_log("cannot read [dashboard] token_file", timeout=15)
+    assert str(tmp_path / "dashboard.token") in line
+    assert wait_until(lambda: running_over_control(read_only.host, "a"), 15)
+
+
+def test_at_most_sixteen_pages_follow_the_events(read_only: Dashboard) -> None:
+    followers = []
+    try:
+        for _ in range(16):
+            connection = read_only.connection()
+            connection.request("GET", "/api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+            response = connection.getresponse()
+            assert response.status == 200
+            followers.append(response)  # the response holds the stream's socket
+        status, headers, body = read_only.request("GET", "/api/events")
+        assert status == 503 and headers["retry-after"] == "10"
+        assert "too many pages follow this dashboard" in json.loads(body)["error"]
+    finally:
+        for response in followers:
+            response.close()
