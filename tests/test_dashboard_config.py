@@ -57,12 +57,12 @@ def test_every_key_is_read(tmp_path: Path) -> None:
 
 
 def test_a_non_loopback_listen_without_token_file_is_refused_naming_token_file(tmp_path: Path) -> None:
-    text = problems(tmp_path, 'enabled = true\nlisten = "0.0.0.0:8080"\n')
-    assert "dashboard.token_file: unset while listen = \"0.0.0.0:8080\" is not a loopback address" in text
+    text = problems(tmp_path, 'enabled = true\nlisten = "0.0.0.0:9443"\n')
+    assert "dashboard.token_file: unset while listen = \"0.0.0.0:9443\" is not a loopback address" in text
 
 
 def test_sghost_check_refuses_it_too(tmp_path: Path) -> None:
-    path = write(tmp_path, '[dashboard]\nenabled = true\nlisten = "192.168.1.20:8080"\n')
+    path = write(tmp_path, '[dashboard]\nenabled = true\nlisten = "192.168.1.20:9443"\n')
     result = run_cli("check", "-c", str(path))
     assert result.returncode != 0
     assert "dashboard.token_file" in result.stderr
@@ -79,7 +79,7 @@ def test_a_token_file_others_can_read_is_refused_like_a_password_file(tmp_path: 
     [
         ('token_file = "missing.token"\n', "dashboard.token_file: file not found"),
         ('listen = "127.0.0.1"\n', "dashboard.listen: '127.0.0.1' is not an address with a port"),
-        ('listen = 8080\n', "dashboard.listen: got 8080; expected \"address:port\""),
+        ('listen = 9443\n', "dashboard.listen: got 9443; expected \"address:port\""),
         ('enabled = "yes"\n', "dashboard.enabled: got 'yes'; expected true or false"),
         ('hosts = ["http://gw.local/"]\n', "dashboard.hosts: 'http://gw.local/' is not a host name"),
         ('controll = true\n', 'dashboard.controll: unknown key; did you mean "control"?'),

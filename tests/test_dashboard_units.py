@@ -66,7 +66,7 @@ def test_a_resource_that_left_the_manifest_leaves_the_history() -> None:
 
 @pytest.mark.parametrize(
     ("header", "name"),
-    [("127.0.0.1:8080", "127.0.0.1"), ("[::1]:8080", "::1"), ("Gateway.Local", "gateway.local"), ("::1", "::1")],
+    [("127.0.0.1:9443", "127.0.0.1"), ("[::1]:9443", "::1"), ("Gateway.Local", "gateway.local"), ("::1", "::1")],
 )
 def test_the_name_in_a_host_header(header: str, name: str) -> None:
     assert host_name(header) == name
