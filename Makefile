@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/certificate_check.py
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/reaction.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

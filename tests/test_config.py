@@ -26,7 +26,9 @@ from sghost.suggest import close_matches, did_you_mean
 TYPES = ("taxisign", "camera")
 
 
-ALL_TABLES = "[host], [broker], [uplink], [defaults], [resources], [homeassistant], [metrics], [hooks], [deploy]"
+ALL_TABLES = (
+    "[host], [broker], [uplink], [defaults], [resources], [homeassistant], [metrics], [hooks], [deploy], [dashboard]"
+)
 BAD_HOST = 'broker.host: got 5 (an integer); expected a host name or a non-empty array of "host:port"'
 
 def write(tmp_path: Path, text: str, name: str = "hostconfig.toml") -> Path:
@@ -730,7 +732,7 @@ def test_example_manifest_loads_and_documents_every_key(tmp_path: Path) -> None:
     sections: list[tuple[Any, tuple[str, ...]]] = [
         (HostConfig, (
             "path", "broker", "defaults", "resources", "warnings", "uplink", "homeassistant", "metrics", "hooks",
-            "deploy",
+            "deploy", "dashboard",
         )),
         (HomeAssistantConfig, ()),
         (MetricsConfig, ()),

@@ -2,7 +2,7 @@
 
 The order (docs/architecture.md): the MQTT library -> the plugin API -> manifest and
 validated config (with the reload plan, deployments' documents) -> processes and their
-events -> health and integrations -> the host that runs them -> the command line.
+events -> health and integrations -> the host that runs them -> its web page -> the command line.
 A ``"module:function"`` string (the zygote's RUNNERS) counts as an import of its module.
 """
 
@@ -24,6 +24,7 @@ LAYERS = [
     ("sghost.process",),
     ("sghost.health",),
     ("sghost.host",),
+    ("sghost.dashboard",),
     ("sghost.cli", "sghost.testing", "sghost.__main__"),
 ]
 

@@ -30,6 +30,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 from sgframework import constants
 from sgframework.addresses import parse_address
 from sghost.config import brokerkind, dependencies, deploy, environment, uplink
+from sghost.config.dashboard import TABLE as DASHBOARD_TABLE
+from sghost.config.dashboard import DashboardConfig, read_dashboard
 from sghost.config.deploy import DeployConfig
 from sghost.config.identities import review as review_identities
 from sghost.config.integrations import TABLES as INTEGRATION_TABLES
@@ -66,7 +68,7 @@ PROTOCOLS = ("MQTTv31", "MQTTv311", "MQTTv5")
 """The values of ``[broker] protocol``."""
 BROKER_KINDS = ("mqtt", "nats")
 """The values of ``[broker] kind``: a complete MQTT broker, or nats-server's MQTT listener (docs/cluster.md)."""
-TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES, "deploy")
+TABLES = ("host", "broker", "uplink", "defaults", "resources", *INTEGRATION_TABLES, "deploy", DASHBOARD_TABLE)
 """The top-level tables of a manifest."""
 
 CheckSettings = Callable[[str, str, Mapping[str, Any]], list[str]]
@@ -200,6 +202,8 @@ class HostConfig:
     """The ``[uplink]`` table, or None without one."""
     deploy: DeployConfig | None = None
     """The ``[deploy]`` table, or None without one."""
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    """The ``[dashboard]`` table (off unless ``enabled = true``)."""
 
 
 # ---------------------------------------------------------------------------
@@ -575,6 +579,7 @@ def load_manifest(
     resources = _read_resources(problems, document.get("resources", {}), context)
     _check_dependencies(problems, resources)
     integrations = read_integrations(problems, sections)
+    dashboard = read_dashboard(problems, sections[DASHBOARD_TABLE])
     own_keys = {name: set(resource.table) for name, resource in resources.items()}
     for finding in review_identities(context.host_name, broker, resources, key_path, own_keys.__getitem__):
         (problems.add if finding.error else problems.warn)(finding.keypath, finding.message)
@@ -593,6 +598,7 @@ def load_manifest(
         **integrations,
         uplink=uplink_config,
         deploy=deploy_config,
+        dashboard=dashboard,
         **host,
     )
 
@@ -652,6 +658,14 @@ _EXAMPLE = """\
 
 # [metrics]                     # Prometheus text for node_exporter's textfile collector
 # textfile = "/var/lib/node_exporter/textfile_collector/sghost.prom"  # (unset by default) every health_interval
+
+# [dashboard]                   # the gateway's own web page and API (docs/dashboard.md); off by default
+# enabled = false               # true: serve the page
+# listen = "127.0.0.1:8080"     # beyond loopback only with token_file
+# token_file = "dashboard.token"  # (unset by default) the login token; must be chmod 600
+# certificate_directory = "certs/dashboard"  # (unset by default) TLS: public_certificate.pem, private_key.pem
+# control = false               # true: start, stop and restart buttons (and POST in the API)
+# hosts = ["gateway.local"]     # (none by default) names a browser may use besides the listen address
 
 # [hooks]                       # programs run on state changes: argv arrays, no shell; each unset by default
 # on_state = ["/usr/local/bin/notify", "--flag"]  # every state change of a resource

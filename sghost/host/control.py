@@ -15,6 +15,9 @@ line, the server answers one JSON object on one line and closes.
   ``{"ok": true, "lines": [{"resource", "stream", "text", "at"}, ...]}``; with
   ``follow`` the connection stays open and each new line follows as one such
   JSON object per line, until the client closes it or the host stops.
+- ``{"op": "events"}`` -> ``{"ok": true}``; the connection stays open and each
+  change of the host follows as one JSON object per line
+  (:mod:`sghost.host.eventfollowers`), until the client closes it or the host stops.
 
 An answer with ``"ok": false`` carries ``"error"`` and ``"message"`` (the same text).
 
@@ -51,7 +54,7 @@ MAX_REQUEST = 65536
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes on Linux, including the terminating NUL."""
 MAX_STEM = 32
-OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs", "rollback")
+OPS = ("status", "start", "stop", "restart", "reload", "rebirth", "logs", "events", "rollback")
 FOLLOW = "_follow"
 """A handler's answer may carry, under this key, ``callable(connection)`` that keeps the connection."""
 MAX_LOG_LINES = 100_000
@@ -485,6 +488,10 @@ class Controllable(Protocol):
         """``logs`` with ``follow``: keep ``sock`` and send it every new line; False when refused."""
         ...
 
+    def follow_events(self, sock: socket.socket) -> bool:
+        """``events``: keep ``sock`` and send it every host event as a JSON line; False when refused."""
+        ...
+
     def rollback(self, generation: int | None) -> tuple[bool, str]:
         """``rollback``: switch to an earlier generation (None: the previous one), applied and verified."""
         ...
@@ -495,7 +502,7 @@ def make_handler(target: Controllable) -> Handler:
 
     ``status`` -> ``status()``; ``start|stop|restart|rebirth`` ->
     ``command(op, resource)``; ``logs`` -> ``logs(resource, lines)`` and, with
-    ``follow``, ``follow_logs(connection, resource)``;
+    ``follow``, ``follow_logs(connection, resource)``; ``events`` -> ``follow_events(connection)``;
     ``reload`` -> ``reload()``; ``rollback`` -> ``rollback(generation)``; anything else is answered with an error.
     """
 
@@ -505,6 +512,8 @@ def make_handler(target: Controllable) -> Handler:
             return {"ok": True, "status": target.status()}
         if op == "logs":
             return _logs(target, request)
+        if op == "events":
+            return _events(target)
         if op in ("start", "stop", "restart", "rebirth"):
             resource = request.get("resource")
             if not isinstance(resource, str) or not resource:
@@ -522,6 +531,14 @@ def make_handler(target: Controllable) -> Handler:
         return {"ok": ok, "message": message} if ok else _error(message)
 
     return handle
+
+
+def _events(target: Controllable) -> dict[str, Any]:
+    def keep(conn: socket.socket) -> None:
+        if not target.follow_events(conn):
+            conn.close()
+
+    return {"ok": True, FOLLOW: keep}
 
 
 def _logs(target: Controllable, request: dict[str, Any]) -> dict[str, Any]:

@@ -123,6 +123,8 @@ class DeploymentLink:
         return uplink is not None and uplink.status["state"] == "connected"
 
     def publish_deployment(self, document: dict[str, Any]) -> None:
+        shown = {key: document.get(key) for key in ("id", "state", "generation", "at")}
+        self.supervisor.sampler.host_fields["deployment"] = shown  # sghost status --json and the page
         self.supervisor.stream.publish(DeploymentProgress(dict(document)))
 
     def count_rejection(self, total: int) -> None:

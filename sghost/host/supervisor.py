@@ -26,11 +26,17 @@ from sghost.host import desiredstate, systemd
 from sghost.host.broker import BrokerError
 from sghost.host.brokerlink import COMMANDS, BrokerLink
 from sghost.host.control import ControlError, ControlServer, make_handler, socket_path_for
+from sghost.host.dashboardprocess import ROLE as DASHBOARD
+from sghost.host.dashboardprocess import RUNNER as DASHBOARD_RUNNER
+from sghost.host.dashboardprocess import DashboardProcess
 from sghost.host.deploymentlink import DeploymentLink
 from sghost.host.deployments import Deployments
 from sghost.host.desiredstate import DesiredState
+from sghost.host.eventfollowers import EventFollowers
 from sghost.host.eventstream import (
     CapabilitiesLost,
+    DesiredStateApplied,
+    Event,
     EventStream,
     HostStopping,
     MetaResourceConnected,
@@ -59,7 +65,11 @@ output_log = logging.getLogger("sghost.resource")
 META_STOP_TIMEOUT = 5.0
 EXIT_OK = 0
 EXIT_FAILURE = 1
-RUNNERS = {RESOURCE: "sghost.process.child:run_child", META: "sghost.health.metaresource:run_meta_resource"}
+RUNNERS = {
+    RESOURCE: "sghost.process.child:run_child",
+    META: "sghost.health.metaresource:run_meta_resource",
+    DASHBOARD: DASHBOARD_RUNNER,
+}
 """What the zygote runs for each kind of process; named, not imported: the supervisor never loads paho."""
 
 
@@ -108,6 +118,8 @@ class Supervisor:
         self.start_plan: StartPlan | None = None
         """Set by ``sghost start`` when deployments are on: the generation this config came from."""
         self.deployments: Deployments | None = None
+        self.events = EventFollowers()
+        self.dashboard: DashboardProcess | None = None
         self._subscribe_followers()
 
     def _subscribe_followers(self) -> None:
@@ -119,6 +131,8 @@ class Supervisor:
             self.stream, self.timers, lambda: self.meta_resource, self.watchers, self._uplink_status,
             self.sampler.sample, lambda: self.sampler.host_fields,
         ))
+        self.stream.subscribe(self.events)
+        self.stream.subscribe(self._reconfigure_dashboard)
 
     @property
     def config(self) -> HostConfig:
@@ -156,6 +170,11 @@ class Supervisor:
         self.meta_resource.start()
         if self.start_plan is not None:
             self.deployments = DeploymentLink(self).start(self.start_plan)
+        assert self.control is not None
+        self.dashboard = DashboardProcess(
+            self, self.config.dashboard, str(self.control.path), self.config.name, output_log, lambda: self._stopping
+        )
+        self.dashboard.start()
         if self.config.remote_control:
             self._log_remote_control()
         self.desired.apply(self.config)  # the first desired state, onto an empty table
@@ -225,6 +244,7 @@ class Supervisor:
         if self.control is not None:
             self.control.close()
         self.table.logbook.close()
+        self.events.close()
 
     def _open_control(self) -> ControlServer:
         """The local control socket, opened first so that a second sghost for this manifest is refused."""
@@ -305,6 +325,10 @@ class Supervisor:
 
     def broker_reachable(self) -> bool:
         return self.sampler.broker_reachable()
+
+    def _reconfigure_dashboard(self, event: Event) -> None:
+        if isinstance(event, DesiredStateApplied) and not event.initial and self.dashboard is not None:
+            self.dashboard.reconfigure(event.config.dashboard)
 
     def deployment_received(self, payload: bytes) -> None:
         """A document arrived on ``command/<host>/deploy`` (offered only with ``[deploy] enabled``)."""
@@ -397,6 +421,10 @@ class Supervisor:
         for name, values in document["resources"].items():
             values["last_stderr"] = self.table.logbook.last_stderr(name)
         return document
+
+    def follow_events(self, sock: socket.socket) -> bool:
+        """Stream the host's events to ``sock`` (the dashboard's process follows them)."""
+        return self.events.follow(sock)
 
     def follow_logs(self, sock: socket.socket, resource: str | None) -> bool:
         """Stream every new line of ``resource`` (None: all) to ``sock`` (``sghost logs -f``)."""
