@@ -199,11 +199,6 @@ def test_the_events_op_hands_the_connection_to_the_followers() -> None:
     assert event["values"] == {"state": "backoff", "restarts": 1}
 
 
-def test_a_host_without_events_says_so() -> None:
-    answer = make_handler(_Host(None))({"op": "events"})
-    assert answer == {"ok": False, "error": "events: this host does not stream its events",
-                      "message": "events: this host does not stream its events"}
-
 
 def test_a_status_document_the_hub_cannot_read_does_not_end_the_sampling(
     tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -2,7 +2,7 @@
 
 The order (docs/architecture.md): the MQTT library -> the plugin API -> manifest and
 validated config (with the reload plan, deployments' documents) -> processes and their
-events -> health and integrations -> the host that runs them -> its web page -> the command line.
+events -> health and integrations (the meta-resource, the web page) -> the host that runs them -> the command line.
 A ``"module:function"`` string (the zygote's RUNNERS) counts as an import of its module.
 """
 
@@ -23,8 +23,8 @@ LAYERS = [
     ("sghost.config", "sghost.deploy"),
     ("sghost.process",),
     ("sghost.health",),
-    ("sghost.host",),
     ("sghost.dashboard",),
+    ("sghost.host",),
     ("sghost.cli", "sghost.testing", "sghost.__main__"),
 ]
 

@@ -12,33 +12,21 @@ but loopback requires ``token_file``.
 from __future__ import annotations
 
 import ipaddress
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sgframework.constants import CERTFILE, KEYFILE
-from sghost.config.suggest import did_you_mean
+from sghost.config import parsing as p
+from sghost.config.parsing import Problems
 
 TABLE = "dashboard"
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
-KEYS = ("enabled", "listen", "token_file", "certificate_directory", "control", "hosts")
 CERTIFICATE_FILES = (CERTFILE, KEYFILE)
 """What a dashboard ``certificate_directory`` must hold (``sghost certs issue NAME --server`` makes them)."""
 MIN_TOKEN_LENGTH = 16
 LOOPBACK_NAMES = ("localhost",)
-
-
-class Problems(Protocol):
-    """The manifest's problem collector (``manifest._Problems``)."""
-
-    base: Path
-
-    def add(self, keypath: str, message: str) -> Any: ...
-
-    def warn(self, keypath: str, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -80,13 +68,7 @@ def is_loopback(host: str) -> bool:
 
 def read_dashboard(problems: Problems, table: Mapping[str, Any]) -> DashboardConfig:
     """Parse ``[dashboard]`` (the defaults when absent), recording every problem in ``problems``."""
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        keypath = f"{TABLE}.{key}"
-        parsed = _PARSERS[key](problems, keypath, value) if key in _PARSERS else _unknown(problems, keypath, key)
-        if parsed is not None:
-            values[key] = parsed
-    config = DashboardConfig(**values)
+    config = DashboardConfig(**p.read_table(problems, (TABLE,), table, _PARSERS))
     if config.token_file is not None:
         _check_token_file(problems, f"{TABLE}.token_file", config.token_file)
     if config.certificate_directory is not None:
@@ -111,23 +93,10 @@ def read_dashboard(problems: Problems, table: Mapping[str, Any]) -> DashboardCon
     return config
 
 
-def _unknown(problems: Problems, keypath: str, key: str) -> None:
-    expected = did_you_mean(key, KEYS) or f"expected one of: {', '.join(KEYS)}"
-    problems.add(keypath, f"unknown key; {expected}")
-
-
-def _boolean(problems: Problems, keypath: str, value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    problems.add(keypath, f"got {value!r}; expected true or false")
-    return None
-
-
-def _listen(problems: Problems, keypath: str, value: Any) -> tuple[str, int] | None:
-    expected = 'expected "address:port", such as "127.0.0.1:8080" or "[::]:8443"'
+def _listen(problems: Problems, keypath: str, value: Any) -> Any:
+    expected = '"address:port", such as "127.0.0.1:8080" or "[::]:8443"'
     if not isinstance(value, str) or not value.strip():
-        problems.add(keypath, f"got {value!r}; {expected}")
-        return None
+        return problems.wrong_type(keypath, value, f"a string {expected}")
     text = value.strip()
     host, port_text = text, ""
     if text.startswith("["):
@@ -136,27 +105,18 @@ def _listen(problems: Problems, keypath: str, value: Any) -> tuple[str, int] | N
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        problems.add(keypath, f"{value!r} is not an address with a port; {expected}")
-        return None
+        return problems.add(keypath, f"{p.show(value)} is not an address with a port; expected {expected}")
     return host, int(port_text)
 
 
-def _path(problems: Problems, keypath: str, value: Any) -> Path | None:
-    if not isinstance(value, str) or not value:
-        problems.add(keypath, f"got {value!r}; expected a path (relative to the manifest's directory)")
-        return None
-    return problems.base / Path(value).expanduser()
-
-
-def _hosts(problems: Problems, keypath: str, value: Any) -> tuple[str, ...] | None:
-    expected = 'expected an array of host names, such as ["gateway.local", "192.168.1.20"]'
+def _hosts(problems: Problems, keypath: str, value: Any) -> Any:
+    expected = 'an array of host names, such as ["gateway.local", "192.168.1.20"]'
     if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        problems.add(keypath, f"got {value!r}; {expected}")
-        return None
+        return problems.wrong_type(keypath, value, expected)
     bad = [item for item in value if any(char in item for char in " /:@") and not _is_ip(item)]
     if bad:
-        problems.add(keypath, f"{bad[0]!r} is not a host name; {expected} (no port, scheme or path)")
-        return None
+        shown = p.show(bad[0])
+        return problems.add(keypath, f"{shown} is not a host name; expected {expected} (no port, scheme or path)")
     return tuple(item.strip().lower() for item in value)
 
 
@@ -168,37 +128,21 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-_PARSERS = {
-    "enabled": _boolean,
+_PARSERS: dict[str, p.Parser] = {
+    "enabled": p.boolean,
     "listen": _listen,
-    "token_file": _path,
-    "certificate_directory": _path,
-    "control": _boolean,
+    "token_file": p.file_path,
+    "certificate_directory": p.file_path,
+    "control": p.boolean,
     "hosts": _hosts,
 }
 
 
 def _check_token_file(problems: Problems, keypath: str, path: Path) -> None:
     """Like ``password_file``: a regular file only its owner may read or write, holding the token."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        problems.add(keypath, f"file not found: {path}; expected a file holding the dashboard's token")
-        return
-    except OSError as error:
-        problems.add(keypath, f"cannot access {path}: {error.strerror}; expected a readable file")
-        return
-    if not stat.S_ISREG(mode):
-        problems.add(keypath, f"{path} is not a regular file; expected a file holding the dashboard's token")
-    elif mode & 0o077:
-        problems.add(
-            keypath,
-            f"{path} is readable or writable by group or others (mode {stat.S_IMODE(mode):04o}); "
-            f"expected mode 0600: run chmod 600 {path}",
-        )
-    elif not os.access(path, os.R_OK):
-        problems.add(keypath, f"cannot read {path}: permission denied; expected a file this user can read")
-    else:
+    before = len(problems.lines)
+    p.check_password_file(problems, keypath, path, holding="the dashboard's token")
+    if len(problems.lines) == before:
         token = DashboardConfig(token_file=path).read_token() or ""
         if not token:
             problems.add(keypath, f"{path} is empty; expected the token on its first line")

@@ -255,18 +255,18 @@ def check_credential_files(
     return problems.lines
 
 
-def check_password_file(problems: Problems, keypath: str, path: Path) -> None:
-    """Record a problem unless ``path`` is a file that only its owner can read or write."""
+def check_password_file(problems: Problems, keypath: str, path: Path, holding: str = "the broker password") -> None:
+    """Record a problem unless ``path`` is a file that only its owner can read or write (holding a secret)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        problems.add(keypath, f"file not found: {path}; expected a file holding the broker password")
+        problems.add(keypath, f"file not found: {path}; expected a file holding {holding}")
         return
     except OSError as error:
         problems.add(keypath, f"cannot access {path}: {error.strerror}; expected a readable file")
         return
     if not stat.S_ISREG(mode):
-        problems.add(keypath, f"{path} is not a regular file; expected a file holding the broker password")
+        problems.add(keypath, f"{path} is not a regular file; expected a file holding {holding}")
     elif mode & 0o077:
         problems.add(
             keypath,

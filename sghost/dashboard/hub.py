@@ -19,7 +19,7 @@ from typing import Any
 
 from sghost.dashboard.history import SAMPLE_INTERVAL, History
 from sghost.dashboard.link import ControlLink
-from sghost.host.control import ControlError
+from sghost.process.controlwire import ControlError
 
 MAX_SUBSCRIBERS = 16
 MAX_QUEUED = 256

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from sghost.host.control import ControlError, encode_message, read_line
+from sghost.process.controlwire import ControlError, encode_message, read_line
 
 REQUEST_TIMEOUT = 10.0
 MAX_ANSWER = 64 * 1024 * 1024

@@ -36,7 +36,7 @@ from sghost.config.dashboard import DashboardConfig
 from sghost.dashboard.history import HISTORY_SECONDS
 from sghost.dashboard.hub import Hub, sse
 from sghost.dashboard.security import HEADERS, Guard
-from sghost.host.control import ControlError
+from sghost.process.controlwire import ControlError
 
 MAX_CONNECTIONS = 48
 MAX_LOG_FOLLOWERS = 4

@@ -44,13 +44,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sghost.process.controlwire import ControlError, encode_message, read_line
+
 log = logging.getLogger("sghost.control")
 
 SOCKET_NAME = "control.sock"
 LOCK_NAME = "control.lock"
 REQUEST_TIMEOUT = 1.0
 """Seconds the server waits for a client's request line (and to send the answer)."""
-MAX_REQUEST = 65536
 MAX_SOCKET_PATH = 107
 """sun_path holds 108 bytes on Linux, including the terminating NUL."""
 MAX_STEM = 32
@@ -60,10 +61,6 @@ FOLLOW = "_follow"
 MAX_LOG_LINES = 100_000
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class ControlError(Exception):
-    """The control channel cannot be used; ``str(error)`` says why, for the user."""
 
 
 # ---------------------------------------------------------------------------
@@ -216,23 +213,6 @@ def candidate_socket_paths(manifest_path: str | Path, configured: Path | None = 
 
 def _error(text: str) -> dict[str, Any]:
     return {"ok": False, "error": text, "message": text}
-
-
-def read_line(conn: socket.socket, limit: int = MAX_REQUEST) -> bytes:
-    """Read up to the first newline (or end of stream); raise ValueError past ``limit`` bytes."""
-    data = bytearray()
-    while b"\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > limit:
-            raise ValueError(f"request longer than {limit} bytes")
-    return bytes(data.split(b"\n", 1)[0])
-
-
-def encode_message(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
 
 
 _OPEN_SERVERS: weakref.WeakSet[ControlServer] = weakref.WeakSet()
