@@ -31,6 +31,33 @@ ConnectionStatusCallback = Callable[[Any, bool], Any]
 _SESSION_EXPIRY_PERSISTENT = 0xFFFFFFFF
 
 
+_IDLE_SLACK = 0.01
+"""Seconds past a keepalive deadline that the network thread wakes, so that paho finds it due."""
+
+
+class _Client(mqtt.Client):
+    """paho's client, whose threaded network loop sleeps until the next keepalive deadline.
+
+    ``loop_forever`` (paho's thread) waits at most 1 s for the socket, so an idle client woke
+    every second. Its ``select`` also wakes when another thread publishes or subscribes
+    (paho writes to its socket pair) and when the broker sends: the only other work is the
+    keepalive, whose deadline this computes as paho's ``_check_keepalive`` does.
+    """
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        if self._thread is not None and threading.current_thread() is self._thread:
+            timeout = self._until_keepalive_due()
+        return super()._loop(timeout)
+
+    def _until_keepalive_due(self) -> float:
+        keepalive = self._keepalive
+        if not keepalive:
+            return constants.IDLE_WAIT_MAX
+        with self._msgtime_mutex:
+            last = min(self._last_msg_out, self._last_bytes_received)
+        return min(max(0.0, last + keepalive - time.monotonic()) + _IDLE_SLACK, constants.IDLE_WAIT_MAX)
+
+
 class _ReadyTracker:
     """Counts the SUBACKs and PUBACKs that must arrive before a (re)connection is complete."""
 
@@ -94,7 +121,7 @@ class Connection:
     def _create_client(self) -> mqtt.Client:
         client_id = f"{self.name}-{os.getpid()}" if self._use_clean_session else self.name
         is_v5 = self.protocol == mqtt.MQTTv5
-        client = mqtt.Client(
+        client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=None if is_v5 else self._use_clean_session,

@@ -34,6 +34,8 @@ _STATUS = "status"
 
 
 _STOP_EVENT = ("stop", None)
+_WAKE_EVENT = ("wake", None)
+"""Put by wake_callbacks(): makes a waiting run_callbacks() return; otherwise ignored."""
 
 
 _CALLBACK_BATCH = 200
@@ -114,8 +116,20 @@ class Inbound:
         except queue.Empty:
             self._flush_warnings()
             return
+        if event is _WAKE_EVENT:
+            self._flush_warnings()
+            return
         self._deliver(event)
         self._run_pending_callbacks(_CALLBACK_BATCH)
+
+    def wake_callbacks(self) -> None:
+        """Make a :meth:`run_callbacks` that is waiting return now (an extension).
+
+        Thread safe, and safe to call from a signal handler (it only puts a marker on a
+        ``queue.SimpleQueue``, whose ``put`` is reentrant). Called while nobody waits, it
+        makes the next ``run_callbacks()`` return at once.
+        """
+        self._events.put(_WAKE_EVENT)
 
     def _run_pending_callbacks(self, limit: int | None = None) -> None:
         handled = 0
@@ -157,7 +171,8 @@ class Inbound:
     def _run_callback_thread(self, events: queue.SimpleQueue[tuple[str, Any]]) -> None:
         while True:
             try:
-                event = events.get(timeout=1.0)
+                # Idle, it sleeps until an event, or until a rate-limited warning's summary is due.
+                event = events.get(timeout=self._warnings_due())
             except queue.Empty:
                 self._flush_warnings()
                 continue

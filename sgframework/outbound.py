@@ -81,6 +81,11 @@ class _RateLimitedWarning:
         else:
             self.flush(logger, now)
 
+    def due(self, now: float) -> float | None:
+        """Seconds until the summary of the current interval is due, or None when no interval is open."""
+        start = self._window_start
+        return None if start is None else max(0.0, start + self.interval - now)
+
     def flush(self, logger: logging.Logger, now: float | None = None) -> None:
         """Write the summary of a finished interval; after a quiet one, the next event is logged at once."""
         now = time.monotonic() if now is None else now
@@ -248,6 +253,12 @@ class Outbound:
             self._refused += 1
         self._refusal_warning.event(self.logger, topic, reason)
         return PublishError(topic, reason)
+
+    def _warnings_due(self) -> float | None:
+        """Seconds until a rate-limited warning's summary is due, or None when none is."""
+        now = time.monotonic()
+        due = [d for d in (self._drop_warning.due(now), self._refusal_warning.due(now)) if d is not None]
+        return min(due) + 0.01 if due else None
 
     def _flush_warnings(self) -> None:
         now = time.monotonic()
