@@ -6,7 +6,6 @@ A mixin of :class:`sgframework.Resource`: the state it uses is created by ``Reso
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,15 +25,17 @@ from sgframework.constants import (
 from sgframework.topics import build_topic, validate_name
 
 
-@dataclass
 class _Output:
-    """An outgoing data signal announced with ``dataavailable``."""
+    """An outgoing data signal announced with ``dataavailable`` (a plain class: see ``inbound._Input``)."""
 
-    signalname: str
-    defaultvalue: str | None
-    send_data_as_retained: bool
-    last_retained: str | None = None
-    """The last value sent retained, for republish() of a signal without a default."""
+    __slots__ = ("defaultvalue", "last_retained", "send_data_as_retained", "signalname")
+
+    def __init__(self, signalname: str, defaultvalue: str | None, send_data_as_retained: bool) -> None:
+        self.signalname = signalname
+        self.defaultvalue = defaultvalue
+        self.send_data_as_retained = send_data_as_retained
+        self.last_retained: str | None = None
+        """The last value sent retained, for republish() of a signal without a default."""
 
 
 class Announcements:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,21 +41,40 @@ _CALLBACK_BATCH = 200
 """Events run_callbacks() handles in one call, so that its caller's timers and heartbeat are not starved."""
 
 
-@dataclass
 class _Input:
-    """A subscription that leads to a user callback."""
+    """A subscription that leads to a user callback.
 
-    messagetype: str
-    servicename: str
-    signalname: str
-    callback: InputCallback
-    callback_on_change_only: bool = False
-    echo: bool = False
-    send_echo_as_retained: bool = False
-    defaultvalue: str | None = None
-    last_payload: str | None = None
-    last_retained_echo: str | None = None
-    """The last echo sent retained, for republish() of a signal without a default."""
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` and ``ast``, about 1.5 MiB
+    in every resource process (bench/framework.py (e)).
+    """
+
+    __slots__ = (
+        "callback", "callback_on_change_only", "defaultvalue", "echo", "last_payload", "last_retained_echo",
+        "messagetype", "send_echo_as_retained", "servicename", "signalname",
+    )
+
+    def __init__(
+        self,
+        messagetype: str,
+        servicename: str,
+        signalname: str,
+        callback: InputCallback,
+        callback_on_change_only: bool = False,
+        echo: bool = False,
+        send_echo_as_retained: bool = False,
+        defaultvalue: str | None = None,
+    ) -> None:
+        self.messagetype = messagetype
+        self.servicename = servicename
+        self.signalname = signalname
+        self.callback = callback
+        self.callback_on_change_only = callback_on_change_only
+        self.echo = echo
+        self.send_echo_as_retained = send_echo_as_retained
+        self.defaultvalue = defaultvalue
+        self.last_payload: str | None = None
+        self.last_retained_echo: str | None = None
+        """The last echo sent retained, for republish() of a signal without a default."""
 
 
 class Inbound:

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,7 +34,6 @@ class PublishError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
 class PublishCounters:
     """What an App or Resource did with the messages it was asked to send (an extension).
 
@@ -45,14 +43,47 @@ class PublishCounters:
     sent (no connection), and QoS >= 1 messages still unacknowledged when ``stop()``
     disconnected. ``queued``/``queued_bytes``: QoS >= 1 messages waiting for their
     acknowledgement now.
+
+    An immutable snapshot, compared by value. A plain class rather than a frozen dataclass:
+    ``dataclasses`` imports ``inspect`` and ``ast``, about 1.5 MiB in every resource process.
     """
 
-    published: int = 0
-    acknowledged: int = 0
-    refused: int = 0
-    dropped: int = 0
-    queued: int = 0
-    queued_bytes: int = 0
+    __slots__ = _COUNTER_FIELDS = ("published", "acknowledged", "refused", "dropped", "queued", "queued_bytes")
+    published: int
+    acknowledged: int
+    refused: int
+    dropped: int
+    queued: int
+    queued_bytes: int
+
+    def __init__(
+        self,
+        published: int = 0,
+        acknowledged: int = 0,
+        refused: int = 0,
+        dropped: int = 0,
+        queued: int = 0,
+        queued_bytes: int = 0,
+    ) -> None:
+        values = (published, acknowledged, refused, dropped, queued, queued_bytes)
+        for name, value in zip(self._COUNTER_FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PublishCounters is a snapshot: {name} cannot be set")
+
+    def _values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in self._COUNTER_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if isinstance(other, PublishCounters) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._COUNTER_FIELDS)
+        return f"PublishCounters({shown})"
 
 
 class _RateLimitedWarning:
