@@ -28,10 +28,12 @@ from sgframework.topics import build_topic, validate_name
 class _Output:
     """An outgoing data signal announced with ``dataavailable`` (a plain class: see ``inbound._Input``)."""
 
-    __slots__ = ("defaultvalue", "last_retained", "send_data_as_retained", "signalname")
+    __slots__ = ("defaultvalue", "last_retained", "send_data_as_retained", "signalname", "topic")
 
-    def __init__(self, signalname: str, defaultvalue: str | None, send_data_as_retained: bool) -> None:
+    def __init__(self, signalname: str, defaultvalue: str | None, send_data_as_retained: bool, topic: str) -> None:
         self.signalname = signalname
+        self.topic = topic
+        """``data/<resource>/<signalname>``, built once: send_data() is the hot path."""
         self.defaultvalue = defaultvalue
         self.send_data_as_retained = send_data_as_retained
         self.last_retained: str | None = None
@@ -68,7 +70,10 @@ class Announcements:
         validate_name(signalname, "signalname")
         with self._state_lock:
             self._outputs[signalname] = _Output(
-                signalname, None if defaultvalue is None else str(defaultvalue), send_data_as_retained
+                signalname,
+                None if defaultvalue is None else str(defaultvalue),
+                send_data_as_retained,
+                build_topic(PREFIX_DATA, self.name, signalname),
             )
         self._announce_if_connected(build_topic(PREFIX_DATAAVAILABLE, self.name, signalname))
 

@@ -44,18 +44,25 @@ class _Client(mqtt.Client):
     keepalive, whose deadline this computes as paho's ``_check_keepalive`` does.
     """
 
-    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
-        if self._thread is not None and threading.current_thread() is self._thread:
-            timeout = self._until_keepalive_due()
-        return super()._loop(timeout)
+    log_debug = False
+    """Whether paho's per-packet debug lines are passed to the logger; set from its level at each (re)connect."""
 
-    def _until_keepalive_due(self) -> float:
-        keepalive = self._keepalive
-        if not keepalive:
-            return constants.IDLE_WAIT_MAX
-        with self._msgtime_mutex:
-            last = min(self._last_msg_out, self._last_bytes_received)
-        return min(max(0.0, last + keepalive - time.monotonic()) + _IDLE_SLACK, constants.IDLE_WAIT_MAX)
+    def _easy_log(self, level: int, fmt: str, *args: Any) -> None:
+        # paho logs every packet at debug level; handing each to logging.Logger.log just to be
+        # discarded cost 5-7 % of QoS 0 throughput (bench/framework.py (a)).
+        if level != mqtt.MQTT_LOG_DEBUG or self.log_debug:
+            super()._easy_log(level, fmt, *args)
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        if self._thread is not None:  # threaded: only paho's thread runs the loop (App.loop() refuses)
+            keepalive = self._keepalive
+            if keepalive:
+                # Two float reads, atomic under the GIL: no need for paho's _msgtime_mutex on this hot path.
+                last = min(self._last_msg_out, self._last_bytes_received)
+                timeout = min(max(0.0, last + keepalive - time.monotonic()) + _IDLE_SLACK, constants.IDLE_WAIT_MAX)
+            else:
+                timeout = constants.IDLE_WAIT_MAX
+        return super()._loop(timeout)
 
 
 class _ReadyTracker:
@@ -132,6 +139,7 @@ class Connection:
         self.logger.addFilter(_PAHO_NOISE)
         self.logger.addFilter(self._tls_alerts)
         client.enable_logger(self.logger)
+        client.log_debug = self.logger.isEnabledFor(logging.DEBUG)
         client.on_socket_open = self._on_socket_open
         client.max_queued_messages_set(0)  # the bound is ours (_publish_reliably), with a clear refusal
         self._track_acks = self.qos > 0
@@ -230,6 +238,8 @@ class Connection:
                 self._mark_disconnected(None)
                 return
             self._network_thread = threading.get_ident()
+            if isinstance(client, _Client):
+                client.log_debug = self.logger.isEnabledFor(logging.DEBUG)
             self.last_connection_error = None
             self._connected = True
             self._loop_connect_delay = constants.RECONNECT_DELAY_MIN

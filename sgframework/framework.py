@@ -312,7 +312,8 @@ class Resource(Announcements, App):
 
         An unregistered signal is sent non-retained, with a warning.
         """
-        self._require_started("send_data")
+        if self.mqttclient is None:
+            self._require_started("send_data")
         payload = str(value)
         output = self._outputs.get(signalname)  # one dict lookup: atomic, no lock needed to read
         if output is None:
@@ -325,8 +326,7 @@ class Resource(Announcements, App):
                 output.defaultvalue = payload
         elif output.send_data_as_retained:
             output.last_retained = payload
-        # A registered name was validated by register_outgoing_data(): this is the hot path.
-        self._publish(build_topic(PREFIX_DATA, self.name, signalname), payload, retain=output.send_data_as_retained)
+        self._publish(output.topic, payload, retain=output.send_data_as_retained)
 
     def _after_callback(self, item: _Input, payload: str, result: Any) -> None:
         if item.messagetype != PREFIX_COMMAND or not item.echo:
