@@ -142,9 +142,6 @@ class Connection:
         client.log_debug = self.logger.isEnabledFor(logging.DEBUG)
         client.on_socket_open = self._on_socket_open
         client.max_queued_messages_set(0)  # the bound is ours (_publish_reliably), with a clear refusal
-        self._track_acks = self.qos > 0
-        if self._track_acks:
-            client.on_publish = self._on_publish
         client.reconnect_delay_set(constants.RECONNECT_DELAY_MIN, constants.RECONNECT_DELAY_MAX)
         if self.certificate_directory is not None:
             client.tls_set_context(self._create_tls_context())
@@ -244,8 +241,8 @@ class Connection:
             self._connected = True
             self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
             self.logger.info("Connected to the broker at %s", _shown(self.broker_address))
-            # With qos 0, on_publish only while the announcements are in flight: paho's
-            # per-message callback machinery costs QoS 0 throughput (docs/benchmarks.md).
+            # on_publish only while the announcements are in flight: paho's per-message
+            # callback machinery costs throughput (docs/benchmarks.md).
             client.on_publish = self._on_publish
             self._ready.begin()
             self._subscribe_all(client)
@@ -332,10 +329,14 @@ class Connection:
         if self._ready.done(mid):
             self._became_ready(client)
 
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        """An announcement of this (re)connection was acknowledged (set only until the connection is ready)."""
+        if self._ready.done(mid):
+            self._became_ready(client)
+
     def _became_ready(self, client: mqtt.Client) -> None:
         """Subscriptions and announcements of this connection are acknowledged: tell the user."""
-        if not self._track_acks:
-            client.on_publish = None
+        client.on_publish = None
         self._notify_connection_status(True)
         if self._use_threaded_networking and not self.callbacks_in_thread:
             self._ready.settled.set()  # the application runs the callback later, in run_callbacks()

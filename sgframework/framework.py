@@ -124,16 +124,10 @@ class App(Connection, Outbound, Inbound):
         """Loop mode: True while paho's loop runs (a send from inside it cannot pump the network)."""
         self._loop_thread: int | None = None
         """Loop mode: the thread that calls loop(); a send from another thread waits for it to pump."""
-        self._track_acks = False
         self._out_lock = threading.Lock()
-        self._outstanding: dict[int, int] = {}
-        """QoS >= 1 messages sent and not yet acknowledged: message id -> bytes."""
+        self._outstanding: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
+        """QoS >= 1 messages sent and not yet acknowledged, oldest first, with their size in bytes."""
         self._outstanding_bytes = 0
-        self._acked: deque[int] = deque()
-        """Message ids paho reported published; filled by the network thread, emptied under _out_lock."""
-        self._room = threading.Event()
-        self._room_wanted = 0
-        """While a sender waits for room: how many acknowledgements wake it (0: nobody waits)."""
         self._published = 0
         self._acknowledged = 0
         self._refused = 0

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -161,8 +160,6 @@ class Outbound:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             with self._out_lock:
                 self._published += 1
-                if len(self._acked) > 1024:  # acknowledgements tracked since an earlier qos >= 1
-                    self._reap_acknowledgements()
             return info
         with self._out_lock:
             self._dropped += 1
@@ -177,21 +174,23 @@ class Outbound:
     ) -> mqtt.MQTTMessageInfo:
         """Queue a QoS >= 1 message within the bounds, waiting for room while connected; else PublishError."""
         size = len(topic) + (len(payload) if isinstance(payload, bytes) or payload.isascii() else len(payload.encode()))
-        if not self._track_acks:
-            self._track_acks = True  # qos was raised after start()
-            client.on_publish = self._on_publish
+        outstanding = self._outstanding
         deadline: float | None = None
         while True:
             with self._out_lock:
-                self._reap_acknowledgements()
-                full = self._queue_full_for(size)
-                if full is None:
+                self._reap_acknowledgements()  # at every send: an acknowledged message is not kept
+                if len(outstanding) < self.max_queued_messages and (
+                    not outstanding or self._outstanding_bytes + size <= self.max_queued_bytes
+                ):
+                    full = None
                     info = client.publish(topic, payload, qos=qos, retain=retain)
                     if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                        self._outstanding[info.mid] = size  # NO_CONN: paho keeps it for the reconnect
+                        outstanding.append((info, size))  # NO_CONN: paho keeps it for the reconnect
                         self._outstanding_bytes += size
                         self._published += 1
                         return info
+                else:
+                    full = self._queue_full_for(size)
             if full is None:
                 raise self._refusal(topic, f"paho refused it ({mqtt.error_string(info.rc)})")
             if not self._connected:
@@ -219,13 +218,17 @@ class Outbound:
         return None
 
     def _reap_acknowledgements(self) -> None:
-        """Take the acknowledgements the network thread reported off the queue (under _out_lock)."""
-        acked, outstanding = self._acked, self._outstanding
-        while acked:
-            size = outstanding.pop(acked.popleft(), None)
-            if size is not None:
-                self._outstanding_bytes -= size
-                self._acknowledged += 1
+        """Count the oldest messages that the broker acknowledged, and free their room (under _out_lock).
+
+        paho marks a message's ``MQTTMessageInfo`` published at its acknowledgement; the broker
+        acknowledges in order, so only the oldest are looked at. This replaced an ``on_publish``
+        callback per acknowledgement on paho's thread (bench/framework.py (a), QoS 1). A message
+        acknowledged before an older one is counted with it.
+        """
+        outstanding = self._outstanding
+        while outstanding and outstanding[0][0]._published:  # is_published() takes a lock and raises for NO_CONN
+            self._outstanding_bytes -= outstanding.popleft()[1]
+            self._acknowledged += 1
 
     def _can_wait_for_room(self) -> bool:
         if self._use_threaded_networking:
@@ -247,12 +250,10 @@ class Outbound:
                     return
                 # Wake after a batch of acknowledgements, not after each: one wake-up per
                 # message would cost more than the send itself (docs/benchmarks.md).
-                self._room_wanted = max(1, min(_ROOM_BATCH, len(self._outstanding) // 10))
-                self._room.clear()
-            try:
-                self._room.wait(timeout)
-            finally:
-                self._room_wanted = 0
+                waiting = len(self._outstanding)
+                info = self._outstanding[min(waiting, _ROOM_BATCH, max(1, waiting // 10)) - 1][0]
+            with info._condition:  # notified by paho at the acknowledgement (_set_as_published)
+                info._condition.wait_for(lambda: info._published, timeout)
         else:
             self._run_network_loop(client, timeout)
 
@@ -275,7 +276,6 @@ class Outbound:
             self._dropped += lost
             self._outstanding.clear()
             self._outstanding_bytes = 0
-            self._acked.clear()
         if lost:
             self.logger.warning("%d QoS >= 1 message(s) were not acknowledged by the broker before stop(): lost", lost)
 
@@ -307,12 +307,3 @@ class Outbound:
             raise ValueError(f"max_queued_bytes must be a positive whole number, not {self.max_queued_bytes!r}")
         if not isinstance(self.publish_timeout, int | float) or self.publish_timeout < 0:
             raise ValueError(f"publish_timeout must be a number of seconds >= 0, not {self.publish_timeout!r}")
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        # Once per acknowledgement, on paho's thread: only what is needed (an Event.set() or a
-        # lock per message costs QoS 1 throughput, docs/benchmarks.md).
-        self._acked.append(mid)
-        if self._room_wanted and len(self._acked) >= self._room_wanted:
-            self._room.set()
-        if not self._ready.ready.is_set() and self._ready.done(mid):
-            self._became_ready(client)

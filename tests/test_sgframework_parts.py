@@ -15,7 +15,7 @@ import ssl
 import threading
 
 import pytest
-from paho.mqtt.client import MQTTMessage
+from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 
 from sgframework import App, PublishCounters, Resource
 from sgframework.connection import _ReadyTracker
@@ -76,24 +76,28 @@ def test_the_queue_bounds_name_what_is_full() -> None:
     app.max_queued_messages = 2
     app.max_queued_bytes = 100
     assert app._queue_full_for(10) is None
-    app._outstanding = {1: 10}
+    app._outstanding.append((MQTTMessageInfo(1), 10))
     app._outstanding_bytes = 95
     assert "95 bytes already wait" in str(app._queue_full_for(10)) and "max_queued_bytes = 100" in str(
         app._queue_full_for(10)
     )
-    app._outstanding = {1: 10, 2: 10}
+    app._outstanding.append((MQTTMessageInfo(2), 10))
     assert "2 messages already wait" in str(app._queue_full_for(1))
     app.max_queued_messages = 0
     with pytest.raises(ValueError, match="max_queued_messages must be a whole number from 1"):
         app._check_bounds()
 
 
-def test_acknowledgements_reported_by_the_network_thread_free_room_and_are_counted() -> None:
+def test_acknowledged_messages_free_room_and_are_counted_oldest_first() -> None:
     app = App("acks", "127.0.0.1", 1)
-    app._outstanding = {7: 30, 8: 20}
-    app._outstanding_bytes = 50
-    app._acked.extend([7, 99])  # 99: not ours (an announcement)
-    assert app.counters == PublishCounters(acknowledged=1, queued=1, queued_bytes=20)
+    first, second, third = MQTTMessageInfo(7), MQTTMessageInfo(8), MQTTMessageInfo(9)
+    app._outstanding.extend([(first, 30), (second, 20), (third, 10)])
+    app._outstanding_bytes = 60
+    first._set_as_published()  # what paho does at the PUBACK, on its network thread
+    third._set_as_published()  # acknowledged before an older one: counted with it
+    assert app.counters == PublishCounters(acknowledged=1, queued=2, queued_bytes=30)
+    second._set_as_published()
+    assert app.counters == PublishCounters(acknowledged=3)
 
 
 # ------------------------------------------------------------------ connection
