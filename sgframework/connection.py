@@ -36,7 +36,8 @@ _IDLE_SLACK = 0.01
 
 
 class _Client(mqtt.Client):
-    """paho's client, whose threaded network loop sleeps until the next keepalive deadline.
+    """paho's client, whose threaded network loop sleeps until the next keepalive deadline, and runs the
+    user's callbacks after each network step (threaded mode, ``callbacks_in_thread``).
 
     ``loop_forever`` (paho's thread) waits at most 1 s for the socket, so an idle client woke
     every second. Its ``select`` also wakes when another thread publishes or subscribes
@@ -53,16 +54,49 @@ class _Client(mqtt.Client):
         if level != mqtt.MQTT_LOG_DEBUG or self.log_debug:
             super()._easy_log(level, fmt, *args)
 
+    after_round: Callable[[], None] | None = None
+    """Threaded: runs what one network round queued (the user's callbacks), on paho's thread, outside paho's
+    loop: there a callback may send and wait for room, while the relief thread pumps (sgframework.inbound)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.network_lock = threading.Lock()
+        """Held by the thread running paho's network step: paho's own thread, or the relief thread."""
+
     def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
-        if self._thread is not None:  # threaded: only paho's thread runs the loop (App.loop() refuses)
-            keepalive = self._keepalive
-            if keepalive:
-                # Two float reads, atomic under the GIL: no need for paho's _msgtime_mutex on this hot path.
-                last = min(self._last_msg_out, self._last_bytes_received)
-                timeout = min(max(0.0, last + keepalive - time.monotonic()) + _IDLE_SLACK, constants.IDLE_WAIT_MAX)
-            else:
-                timeout = constants.IDLE_WAIT_MAX
-        return super()._loop(timeout)
+        if self._thread is None:  # loop mode: App.loop() passes its own timeout
+            return super()._loop(timeout)
+        keepalive = self._keepalive
+        if keepalive:
+            # Two float reads, atomic under the GIL: no need for paho's _msgtime_mutex on this hot path.
+            last = min(self._last_msg_out, self._last_bytes_received)
+            timeout = min(max(0.0, last + keepalive - time.monotonic()) + _IDLE_SLACK, constants.IDLE_WAIT_MAX)
+        else:
+            timeout = constants.IDLE_WAIT_MAX
+        with self.network_lock:
+            rc = super()._loop(timeout)
+        if self.after_round is not None:
+            self.after_round()
+        return rc
+
+    def relieve(self, timeout: float) -> MQTTErrorCode | None:
+        """One network step on behalf of paho's thread while it runs a long callback; None if it is pumping."""
+        if not self.network_lock.acquire(timeout=timeout):
+            return None
+        try:
+            return super()._loop(timeout)
+        finally:
+            self.network_lock.release()
+
+    def loop_stop(self) -> MQTTErrorCode:
+        """paho's loop_stop(), but a callback that hangs on paho's thread does not hang stop() too."""
+        thread = self._thread
+        if thread is None:
+            return MQTTErrorCode.MQTT_ERR_INVAL
+        self._thread_terminate = True
+        if thread is not threading.current_thread():
+            thread.join(constants.STOP_WAIT_TIME)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class _ReadyTracker:
@@ -234,7 +268,6 @@ class Connection:
                 self._connection_refused = True
                 self._mark_disconnected(None)
                 return
-            self._network_thread = threading.get_ident()
             if isinstance(client, _Client):
                 client.log_debug = self.logger.isEnabledFor(logging.DEBUG)
             self.last_connection_error = None

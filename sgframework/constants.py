@@ -45,3 +45,5 @@ STOP_WAIT_TIME = 2.0
 FORBIDDEN_NAME_CHARACTERS = ("/", "+", "#", "\0")
 IDLE_WAIT_MAX = 3600.0
 """Longest the threaded network loop sleeps when nothing is due (no keepalive): it wakes for traffic anyway."""
+RELIEF_AFTER = 0.1
+"""Threaded mode: seconds one callback may run on paho's thread before the relief thread runs the network."""

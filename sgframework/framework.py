@@ -119,7 +119,14 @@ class App(Connection, Outbound, Inbound):
         self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._callback_thread: threading.Thread | None = None
-        self._network_thread: int | None = None
+        """Threaded mode with callbacks_in_thread: the relief thread (sgframework.inbound)."""
+        self._relief_stop = False
+        self._relief_wanted = threading.Event()
+        self._relief_sleep = threading.Event()
+        self._inline_running = False
+        """Threaded mode: True while paho's thread runs the user's callbacks (outside paho's loop)."""
+        self._delivered = 0
+        """Events delivered so far: tells the relief thread whether the same callback still runs."""
         self._in_network_loop = False
         """Loop mode: True while paho's loop runs (a send from inside it cannot pump the network)."""
         self._loop_thread: int | None = None
@@ -178,7 +185,7 @@ class App(Connection, Outbound, Inbound):
         self.mqttclient = self._create_client()
         if use_threaded_networking:
             if self.callbacks_in_thread:
-                self._start_callback_thread()
+                self._start_callback_thread(self.mqttclient)
             self._connect_async(self.mqttclient)
             self.mqttclient.loop_start()
             # Returns when ready, or when the first attempt failed (the client keeps trying).

@@ -156,6 +156,7 @@ class Inbound:
                 event = self._events.get_nowait()
             except queue.Empty:
                 break
+            self._delivered += 1
             self._deliver(event)
             handled += 1
         self._flush_warnings()
@@ -179,33 +180,65 @@ class Inbound:
             if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
                 self._ready.expect(mid)
 
-    def _start_callback_thread(self) -> None:
-        events = self._events
+    def _start_callback_thread(self, client: Any) -> None:
+        """Threaded mode: callbacks run on paho's thread after each network step; a relief thread
+        keeps the network going while one of them runs long (it hangs, or waits for room)."""
+        self._relief_stop = False
+        self._relief_wanted = threading.Event()
+        client.after_round = self._run_inline_callbacks
         self._callback_thread = threading.Thread(
-            target=self._run_callback_thread, args=(events,), name=f"sgframework-{self.name}-callbacks", daemon=True
+            target=self._run_relief, args=(client,), name=f"sgframework-{self.name}-relief", daemon=True
         )
         self._callback_thread.start()
 
-    def _run_callback_thread(self, events: queue.SimpleQueue[tuple[str, Any]]) -> None:
-        while True:
-            try:
-                # Idle, it sleeps until an event, or until a rate-limited warning's summary is due.
-                event = events.get(timeout=self._warnings_due())
-            except queue.Empty:
+    def _run_inline_callbacks(self) -> None:
+        """On paho's thread, between network steps: run every callback queued, in arrival order."""
+        if self._events.empty():
+            return
+        if not self._relief_wanted.is_set():
+            self._relief_wanted.set()  # the relief thread watches until callbacks stop coming
+        self._inline_running = True
+        try:
+            self._run_pending_callbacks()
+        finally:
+            self._inline_running = False
+
+    def _run_relief(self, client: Any) -> None:
+        """Sleeps while no callback runs; while they do, checks every RELIEF_AFTER seconds whether the same
+        callback still runs, and if so, runs the network steps until it returns."""
+        wanted = self._relief_wanted
+        while not self._relief_stop:
+            if not wanted.wait(self._warnings_due()):
                 self._flush_warnings()
                 continue
-            if event is _STOP_EVENT:
-                return
-            self._deliver(event)
-            self._flush_warnings()
+            quiet = 0
+            while not self._relief_stop and quiet < 2:
+                seen = self._delivered
+                running = self._inline_running
+                self._relief_sleep.wait(constants.RELIEF_AFTER)
+                if running and self._inline_running and self._delivered == seen:
+                    self._pump_for_callback(client)
+                quiet = 0 if running or self._inline_running else quiet + 1
+                self._flush_warnings()
+            wanted.clear()
+
+    def _pump_for_callback(self, client: Any) -> None:
+        seen = self._delivered
+        while not self._relief_stop and self._inline_running and self._delivered == seen:
+            rc = client.relieve(constants.RELIEF_AFTER)
+            if rc is not None and rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # connection lost: paho's thread reconnects once the callback returns
 
     def _stop_callback_thread(self) -> None:
         thread, self._callback_thread = self._callback_thread, None
         if thread is None:
             return
-        self._events.put(_STOP_EVENT)
+        self._relief_stop = True
+        self._relief_sleep.set()
+        self._relief_wanted.set()
         if thread is not threading.current_thread():
             thread.join(constants.STOP_WAIT_TIME)
+        self._relief_sleep = threading.Event()
 
     def _deliver(self, event: tuple[str, Any]) -> None:
         kind, value = event

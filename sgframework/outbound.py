@@ -232,7 +232,9 @@ class Outbound:
 
     def _can_wait_for_room(self) -> bool:
         if self._use_threaded_networking:
-            return threading.get_ident() != self._network_thread
+            # User code never runs inside paho's loop: queued there, it runs after the network step
+            # (on paho's thread while the relief thread pumps, or in run_callbacks()).
+            return True
         return not (self._pumps_network() and self._in_network_loop)
 
     def _pumps_network(self) -> bool:
