@@ -95,7 +95,8 @@ class App(Connection, Outbound, Inbound):
         self.max_queued_bytes: int = constants.MAX_QUEUED_BYTES
         self.publish_timeout: float = constants.PUBLISH_TIMEOUT
         self.callbacks_in_thread = True
-        """Threaded mode: run callbacks on a thread of the library's (default), or, when False, in
+        """Threaded mode: run callbacks on the library's network thread after each network step (default;
+        a relief thread keeps the network going while one runs long), or, when False, in
         :meth:`run_callbacks` called by the application's own loop (an extension)."""
         self.mqttclient: mqtt.Client | None = None
         self.logger = logging.getLogger(f"sgframework.{self.name}")
