@@ -32,7 +32,6 @@ _MESSAGE = "message"
 _STATUS = "status"
 
 
-_STOP_EVENT = ("stop", None)
 _WAKE_EVENT = ("wake", None)
 """Put by wake_callbacks(): makes a waiting run_callbacks() return; otherwise ignored."""
 
