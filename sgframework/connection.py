@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from sgframework import constants
 from sgframework.addresses import broker_addresses
 from sgframework.inbound import _STATUS
-from sgframework.tls import _ALERT_PROBE_TIMEOUT, create_tls_context, describe_tls_alert
+from sgframework.tls import _ALERT_PROBE_TIMEOUT, _TlsAlertRecorder, create_tls_context, describe_tls_alert
 
 ConnectionStatusCallback = Callable[[Any, bool], Any]
 
@@ -147,6 +147,25 @@ class _ReadyTracker:
 
 class Connection:
     """Connects to the broker (the next address after a failure), says why a connection failed, reports readiness."""
+
+    def _init_connection(self) -> None:
+        """The connection's own state (called by ``App.__init__``)."""
+        self._ready = _ReadyTracker()
+        self._use_threaded_networking = False
+        self._use_clean_session = True
+        self._connected = False
+        self._reported_connected = False
+        """What on_broker_connectionstatus_info was last told."""
+        self._loop_socket_open = False
+        self._stopping = False
+        self._connection_refused = False
+        self._next_loop_connect = 0.0
+        self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+        self._in_network_loop = False
+        """Loop mode: True while paho's loop runs (a send from inside it cannot pump the network)."""
+        self._loop_thread: int | None = None
+        """Loop mode: the thread that calls loop(); a send from another thread waits for it to pump."""
+        self._tls_alerts = _TlsAlertRecorder()
 
     @property
     def is_connected(self) -> bool:

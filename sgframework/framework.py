@@ -17,7 +17,6 @@ import logging
 import queue
 import ssl
 import threading
-from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,11 +24,11 @@ import paho.mqtt.client as mqtt
 from sgframework import constants
 from sgframework.addresses import broker_addresses
 from sgframework.announcements import Announcements, _Output
-from sgframework.connection import Connection, ConnectionStatusCallback, _parse_port, _ReadyTracker
+from sgframework.connection import Connection, ConnectionStatusCallback, _parse_port
 from sgframework.constants import PREFIX_COMMAND, PREFIX_COMMANDAVAILABLE, PREFIX_DATA
 from sgframework.inbound import Inbound, InputCallback, _Input
-from sgframework.outbound import Outbound, PublishCounters, PublishError, _RateLimitedWarning
-from sgframework.tls import _TlsAlertRecorder, create_tls_context, describe_tls_alert
+from sgframework.outbound import Outbound, PublishCounters, PublishError
+from sgframework.tls import create_tls_context, describe_tls_alert
 from sgframework.topics import build_topic, validate_name
 
 __all__ = [
@@ -62,7 +61,6 @@ class App(Connection, Outbound, Inbound):
     ``keepalive``, ``username``, ``password``, ``tls_insecure``) are read by
     :meth:`start`; a change takes effect at the next start.
     """
-
 
     CA_CERTS = constants.CA_CERTS
     CERTFILE = constants.CERTFILE
@@ -107,42 +105,10 @@ class App(Connection, Outbound, Inbound):
 
         self._inputs: dict[str, _Input] = {}
         self._state_lock = threading.RLock()
-        self._ready = _ReadyTracker()
-        self._use_threaded_networking = False
-        self._use_clean_session = True
-        self._connected = False
-        self._reported_connected = False
-        """What on_broker_connectionstatus_info was last told."""
-        self._loop_socket_open = False
-        self._stopping = False
-        self._connection_refused = False
-        self._next_loop_connect = 0.0
-        self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
-        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._callback_thread: threading.Thread | None = None
-        """Threaded mode with callbacks_in_thread: the relief thread (sgframework.inbound)."""
-        self._relief_stop = False
-        self._relief_wanted = threading.Event()
-        self._relief_sleep = threading.Event()
-        self._inline_running = False
-        """Threaded mode: True while paho's thread runs the user's callbacks (outside paho's loop)."""
-        self._delivered = 0
-        """Events delivered so far: tells the relief thread whether the same callback still runs."""
-        self._in_network_loop = False
-        """Loop mode: True while paho's loop runs (a send from inside it cannot pump the network)."""
-        self._loop_thread: int | None = None
-        """Loop mode: the thread that calls loop(); a send from another thread waits for it to pump."""
-        self._out_lock = threading.Lock()
-        self._outstanding: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
-        """QoS >= 1 messages sent and not yet acknowledged, oldest first, with their size in bytes."""
-        self._outstanding_bytes = 0
-        self._published = 0
-        self._acknowledged = 0
-        self._refused = 0
-        self._dropped = 0
-        self._drop_warning = _RateLimitedWarning("Dropped")
-        self._refusal_warning = _RateLimitedWarning("Refused")
-        self._tls_alerts = _TlsAlertRecorder()
+        """Guards the registrations (inputs, outputs) and the values they keep."""
+        self._init_connection()
+        self._init_outbound()
+        self._init_inbound()
 
     def __repr__(self) -> str:
         return (

@@ -79,6 +79,19 @@ class _Input:
 class Inbound:
     """Subscribes to the registered topics and hands each message to its callback, on the thread whose turn it is."""
 
+    def _init_inbound(self) -> None:
+        """The dispatch's own state (called by ``App.__init__``)."""
+        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._callback_thread: threading.Thread | None = None
+        """Threaded mode with callbacks_in_thread: the relief thread (sgframework.inbound)."""
+        self._relief_stop = False
+        self._relief_wanted = threading.Event()
+        self._relief_sleep = threading.Event()
+        self._inline_running = False
+        """Threaded mode: True while paho's thread runs the user's callbacks (outside paho's loop)."""
+        self._delivered = 0
+        """Events delivered so far: tells the relief thread whether the same callback still runs."""
+
     def register_incoming_data(
         self,
         servicename: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -133,6 +134,19 @@ class _RateLimitedWarning:
 
 class Outbound:
     """Sends a user's messages: QoS 0 sent or counted as dropped, QoS >= 1 queued within the bounds or refused."""
+
+    def _init_outbound(self) -> None:
+        """The outbound flow's own state (called by ``App.__init__``)."""
+        self._out_lock = threading.Lock()
+        self._outstanding: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()
+        """QoS >= 1 messages sent and not yet acknowledged, oldest first, with their size in bytes."""
+        self._outstanding_bytes = 0
+        self._published = 0
+        self._acknowledged = 0
+        self._refused = 0
+        self._dropped = 0
+        self._drop_warning = _RateLimitedWarning("Dropped")
+        self._refusal_warning = _RateLimitedWarning("Refused")
 
     @property
     def counters(self) -> PublishCounters:
