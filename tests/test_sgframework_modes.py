@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers.sgtest import wait
+from helpers.sgtest import StatusCalls, log_watch, wait
 
 from sgframework import Resource
 from sghost.host.broker import MosquittoBroker
@@ -144,3 +145,24 @@ def test_threaded_a_hung_callback_holds_up_callbacks_not_the_connection(
     assert resource.is_connected and seen == ["hang"]  # the next callback waits its turn
     release.set()
     wait(lambda: seen == ["hang", "after"], timeout=5)
+
+
+def test_threaded_an_idle_client_wakes_for_its_keepalive_and_keeps_its_connection(
+    broker: MosquittoBroker, resources: list[Resource]
+) -> None:
+    """The network thread sleeps until the keepalive is due (not 1 s slices): the pings still go out
+    in time, so the broker (which drops a client silent for 1.5 keepalives) keeps the connection."""
+    status = StatusCalls()
+    resource = Resource("idler", broker.host, broker.port)
+    resource.keepalive = 1
+    resource.on_broker_connectionstatus_info = status
+    resources.append(resource)
+    logging.getLogger("sgframework.idler").setLevel(logging.DEBUG)  # paho's packet lines, for the barrier
+    try:
+        with log_watch() as logs:
+            resource.start(use_threaded_networking=True)
+            wait(lambda: sum("Received PINGRESP" in text for text in logs.texts()) >= 3, timeout=15)
+            assert sum("Received PINGRESP" in text for text in logs.texts()) >= 3, "no keepalive pings"
+        assert resource.is_connected and status.states == [True]  # never dropped by the broker
+    finally:
+        logging.getLogger("sgframework.idler").setLevel(logging.NOTSET)
