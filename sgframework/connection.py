@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -62,6 +63,8 @@ class _Client(mqtt.Client):
         super().__init__(*args, **kwargs)
         self.network_lock = threading.Lock()
         """Held by the thread running paho's network step: paho's own thread, or the relief thread."""
+        self.stepping_thread: int | None = None
+        """The thread inside paho's network step now: code called from there cannot wait for room."""
 
     def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
         if self._thread is None:  # loop mode: App.loop() passes its own timeout
@@ -74,7 +77,11 @@ class _Client(mqtt.Client):
         else:
             timeout = constants.IDLE_WAIT_MAX
         with self.network_lock:
-            rc = super()._loop(timeout)
+            self.stepping_thread = get_ident()
+            try:
+                rc = super()._loop(timeout)
+            finally:
+                self.stepping_thread = None
         if self.after_round is not None:
             self.after_round()
         return rc
@@ -83,9 +90,11 @@ class _Client(mqtt.Client):
         """One network step on behalf of paho's thread while it runs a long callback; None if it is pumping."""
         if not self.network_lock.acquire(timeout=timeout):
             return None
+        self.stepping_thread = get_ident()
         try:
             return super()._loop(timeout)
         finally:
+            self.stepping_thread = None
             self.network_lock.release()
 
     def loop_stop(self) -> MQTTErrorCode:

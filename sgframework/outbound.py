@@ -246,9 +246,10 @@ class Outbound:
 
     def _can_wait_for_room(self) -> bool:
         if self._use_threaded_networking:
-            # User code never runs inside paho's loop: queued there, it runs after the network step
-            # (on paho's thread while the relief thread pumps, or in run_callbacks()).
-            return True
+            # Our callbacks run after the network step (on paho's thread while the relief thread
+            # pumps, or in run_callbacks()); only code that paho itself calls, e.g. a callback
+            # added with message_callback_add, runs inside it, where no acknowledgement can arrive.
+            return getattr(self.mqttclient, "stepping_thread", None) != threading.get_ident()
         return not (self._pumps_network() and self._in_network_loop)
 
     def _pumps_network(self) -> bool:
