@@ -166,3 +166,27 @@ def test_threaded_an_idle_client_wakes_for_its_keepalive_and_keeps_its_connectio
         assert resource.is_connected and status.states == [True]  # never dropped by the broker
     finally:
         logging.getLogger("sgframework.idler").setLevel(logging.NOTSET)
+
+
+def test_threaded_stop_returns_and_says_goodbye_while_a_callback_hangs(
+    broker: MosquittoBroker, mqtt_recorder: Callable[..., Recorder]
+) -> None:
+    recorder = mqtt_recorder(broker, "resourceavailable/stuck/presence")
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hang(*args: Any) -> None:
+        entered.set()
+        release.wait(60)
+
+    resource = Resource("stuck", broker.host, broker.port)
+    resource.register_incoming_command("cmd", hang, echo=False)
+    resource.start(use_threaded_networking=True)
+    try:
+        resource.send_command("stuck", "cmd", "hang")
+        assert entered.wait(5), "the callback did not run"
+        resource.stop()  # returns although paho's thread is still inside the callback
+        recorder.wait_until(lambda: payloads(recorder, "resourceavailable/stuck/presence")[-1:] == ["False"])
+        assert payloads(recorder, "resourceavailable/stuck/presence")[-1] == "False"
+    finally:
+        release.set()
