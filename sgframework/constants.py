@@ -43,3 +43,7 @@ STOP_WAIT_TIME = 2.0
 """Longest stop() waits for the broker to acknowledge the presence 'False'."""
 
 FORBIDDEN_NAME_CHARACTERS = ("/", "+", "#", "\0")
+IDLE_WAIT_MAX = 3600.0
+"""Longest the threaded network loop sleeps when nothing is due (no keepalive): it wakes for traffic anyway."""
+RELIEF_AFTER = 0.1
+"""Threaded mode: seconds one callback may run on paho's thread before the relief thread runs the network."""
