@@ -151,5 +151,5 @@ def register_resource_types(register: Register) -> None:
     register("hanger", setup_hanger, description="command hang blocks forever")
     register("hog", setup_hog, description="grows its memory")
     register("counter", setup_counter, description="data count, every interval")
-    register("threadfail", setup_threadfail, description="command fail makes its worker thread raise")
     register("flooder", setup_flooder, description="command flood N sends N messages from its callback")
+    register("threadfail", setup_threadfail, description="command fail makes its worker thread raise")
