@@ -16,7 +16,6 @@ its own imports light (no paho, no sgframework).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -283,6 +282,8 @@ class PluginRegistry:
         named = [info for info in failed if info.name == type_name]
         for info in named or failed:
             parts.append(f'plugin "{info.name}" failed to load: {info.error}')
+        import difflib  # here: only a mistake needs it, and the running supervisor should not carry it
+
         close = difflib.get_close_matches(type_name, list(self._types), n=1)
         if close:
             parts.append(f'did you mean "{close[0]}"?')
@@ -430,6 +431,8 @@ class PluginRegistry:
             for caller in self._pm.get_hookcallers(plugin) or []:
                 if caller.has_spec():
                     continue
+                import difflib  # here: only a mistake needs it
+
                 close = difflib.get_close_matches(caller.name, known, n=1)
                 hint = f' (did you mean "{close[0]}"?)' if close else f" (sghost's hooks: {', '.join(known)})"
                 raise pluggy.PluginValidationError(plugin, f'unknown hook "{caller.name}"{hint}') from None
