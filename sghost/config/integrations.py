@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +163,8 @@ def _argv(problems: Problems, keypath: str, value: Any) -> tuple[str, ...] | Non
             problems.add(keypath, f"{path} is not an executable file; expected the program to run (no shell)")
             return None
         return (str(path), *value[1:])
+    import shutil  # here: the running supervisor should not carry it (with bz2 and lzma, 0.8 MiB)
+
     if shutil.which(program) is None:
         problems.add(keypath, f"program {program!r} not found on PATH; expected an executable (no shell)")
         return None
