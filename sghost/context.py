@@ -53,6 +53,8 @@ class ResourceContext:
         self._ready_said = False
         self.on_ready: Callable[[], Any] | None = None
         """Set by sghost: tells the supervisor that :meth:`ready` was called."""
+        self.on_thread_failure: Callable[[], Any] | None = None
+        """Set by sghost: wakes the resource's main loop when a worker thread failed."""
 
     def path(self, value: str | Path) -> Path:
         """A path from the settings: ``~`` expanded, relative to :attr:`base_directory` unless absolute."""
@@ -138,3 +140,5 @@ class ResourceContext:
         except BaseException as error:
             self.logger.exception("The worker thread of %s failed", self.name)
             self.thread_failure = error
+            if self.on_thread_failure is not None:
+                self.on_thread_failure()

@@ -17,7 +17,6 @@ its own imports light (no paho, no sgframework).
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 import os
 import traceback as traceback_module
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
-from sghost import hookspecs
+from sghost import entrypoints, hookspecs
 from sghost.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -338,14 +337,14 @@ class PluginRegistry:
         self._add(plugin, info)
         return info
 
-    def _entry_points(self) -> list[importlib.metadata.EntryPoint]:
+    def _entry_points(self) -> list[entrypoints.EntryPoint]:
         try:
-            return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+            return entrypoints.entry_points(ENTRY_POINT_GROUP)
         except Exception:  # a broken installed distribution must not hide the others
             logger.exception("Could not list the entry points of group %r", ENTRY_POINT_GROUP)
             return []
 
-    def _load_entry_point(self, entry_point: importlib.metadata.EntryPoint) -> None:
+    def _load_entry_point(self, entry_point: entrypoints.EntryPoint) -> None:
         dist = getattr(entry_point, "dist", None)
         info = PluginInfo(
             name=entry_point.name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -12,6 +11,8 @@ def close_matches(word: str, candidates: Iterable[str], n: int = 1, cutoff: floa
     The comparison ignores case, so ``mqttv5`` suggests ``MQTTv5``; the
     candidates are returned as spelled.
     """
+    import difflib  # here: only a mistake needs it, and the running supervisor should not carry it
+
     by_folded: dict[str, str] = {}
     for candidate in candidates:
         by_folded.setdefault(candidate.casefold(), candidate)

@@ -148,7 +148,8 @@ def test_registered_plugin_offers_its_types() -> None:
     info = registry.register(sghost_test_plugins, "testplugins")
     assert info.error is None
     assert info.source == "registered"
-    assert info.types == ["echoer", "crasher", "exiter", "hanger", "hog", "counter", "flooder"]
+    assert info.types == ["echoer", "crasher", "exiter", "hanger", "hog", "counter", "flooder",
+                          "threadfail"]
     kind = registry.get("echoer")
     assert kind.plugin == "testplugins"
     assert kind.setup is sghost_test_plugins.setup_echoer

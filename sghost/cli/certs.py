@@ -24,7 +24,6 @@ import datetime
 import ipaddress
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -386,6 +385,8 @@ def _write_public(path: Path, data: bytes) -> None:
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write a new file with ``mode`` from its creation on, then rename it into place."""
+    import tempfile  # here: sghost start imports this module, and tempfile brings shutil
+
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)

@@ -18,6 +18,7 @@ from sghost.cli.generations import add_deploy_status, add_generations_parsers, l
 from sghost.cli.logs import add_logs_parser
 from sghost.cli.metrics import add_metrics_parser
 from sghost.cli.newplugin import add_new_plugin_parser
+from sghost.cli.parser import ArgumentParser
 from sghost.cli.rebirth import add_rebirth_parser
 from sghost.cli.run import add_run_parser
 from sghost.config.checked import load_checked, load_registry
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sghost", description="Run Secure Gateway resources as supervised processes.")
+    parser = ArgumentParser(prog="sghost", description="Run Secure Gateway resources as supervised processes.")
     parser.add_argument("--version", action="version", version=f"sghost {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +106,8 @@ def _argv(problems: Problems, keypath: str, value: Any) -> Any:
         if not path.is_file() or not os.access(path, os.X_OK):
             return problems.add(keypath, f"{path} is not an executable file; expected the program to run (no shell)")
         return (str(path), *value[1:])
+    import shutil  # here: the running supervisor should not carry it (with bz2 and lzma, 0.8 MiB)
+
     if shutil.which(program) is None:
         return problems.add(keypath, f"program {show(program)} not found on PATH; expected an executable (no shell)")
     return tuple(value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -126,6 +125,8 @@ def write_atomically(path: Path, text: str) -> None:
     The temporary name does not end in ``.prom``, so node_exporter's textfile
     collector never reads a half-written file. Raises OSError.
     """
+    import tempfile  # here: only a metrics file needs it, and it brings shutil (0.8 MiB)
+
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

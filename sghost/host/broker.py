@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+# shutil and tempfile (with bz2 and lzma, about 1 MiB) are imported where they are used:
+# the supervisor imports this module, but needs them only when it runs an embedded broker.
 
 LOOPBACK = "127.0.0.1"
 
@@ -45,6 +46,8 @@ def own_user_line() -> str:
 
 def find_mosquitto() -> str | None:
     """Return the path of the mosquitto executable, or ``None``."""
+    import shutil
+
     found = shutil.which("mosquitto")
     if found:
         return found
@@ -98,6 +101,8 @@ class MosquittoBroker:
         self.extra_config = list(extra_config or [])
         self.allow_anonymous = allow_anonymous
         self._own_workdir = workdir is None
+        import tempfile
+
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sghost-broker-"))
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
@@ -171,6 +176,8 @@ class MosquittoBroker:
     def cleanup(self) -> None:
         self.stop()
         if self._own_workdir:
+            import shutil
+
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_text(self) -> str:
@@ -246,6 +253,8 @@ class AmqttBroker:
 def find_amqtt() -> str | None:
     """Return the path of amqtt's broker command, also when only this interpreter's venv has it."""
     beside_python = Path(sys.executable).with_name("amqtt")
+    import shutil
+
     return shutil.which("amqtt") or (str(beside_python) if os.access(beside_python, os.X_OK) else None)
 
 
@@ -268,6 +277,8 @@ class EmbeddedBroker:
             candidates = ("mosquitto",)
         self.port = port
         self.host = LOOPBACK
+        import tempfile
+
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sghost-embedded-"))
         self.candidates = candidates
         self.kind = ""
@@ -296,4 +307,6 @@ class EmbeddedBroker:
         if self._impl is not None:
             self._impl.stop()
             self._impl = None
+        import shutil
+
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -7,10 +7,21 @@ heartbeat, all on one thread: a callback that hangs stops the heartbeat, so the
 supervisor's watchdog sees the hang even though the process is alive, and a
 callback that sends much can wait for the broker's acknowledgements, which
 arrive on the network thread.
+
+An idle resource costs no CPU: the main loop sleeps in ``run_callbacks()`` until
+a message or status change arrives, or until the next due thing: a periodic
+task (``context.every``), a heartbeat (only with a watchdog), a look at the
+publish counters (soon after activity, then ever more rarely, up to
+``COUNTERS_IDLE_MAX``), or, while not connected, a look for a refusal every
+``LOOP_TIMEOUT``. SIGTERM, a request from the supervisor (SIGIO on its pipe) and
+a failed worker thread wake it at once (``Resource.wake_callbacks()``). The
+threads sghost starts are started with SIGTERM and SIGIO blocked, so that these
+signals interrupt the main thread's wait rather than land on another thread.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -30,8 +41,12 @@ from sghost.process.spec import ChildSpec
 from sghost.process.supervisorlink import SupervisorLink
 
 LOOP_TIMEOUT = 0.25
+"""Seconds between looks for a refused connection while the resource is not connected."""
 COUNTERS_INTERVAL = 0.5
 """Seconds between reports of the publish counters to the supervisor; nothing is sent while they stay the same."""
+COUNTERS_IDLE_MAX = 30.0
+"""The longest quiet spell between looks at the counters (a worker thread may send without waking the loop)."""
+WAKE_SIGNALS = {signal.SIGTERM, signal.SIGIO}
 
 PROTOCOLS = {"MQTTv31": mqtt.MQTTv31, "MQTTv311": mqtt.MQTTv311, "MQTTv5": mqtt.MQTTv5}
 
@@ -39,9 +54,12 @@ PROTOCOLS = {"MQTTv31": mqtt.MQTTv31, "MQTTv311": mqtt.MQTTv311, "MQTTv5": mqtt.
 class _StopFlag:
     def __init__(self) -> None:
         self.requested = False
+        self.wake: Callable[[], None] = lambda: None
+        """Set once the resource exists: makes its sleeping main loop look at the flag."""
 
     def request(self, signum: int, frame: object) -> None:
         self.requested = True
+        self.wake()
 
 
 def configure_child_logging(level: str) -> None:
@@ -54,6 +72,33 @@ def configure_child_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("sgframework").setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+WARM_UP_ROUNDS = 10
+"""CPython quickens a function's code after a few calls, writing into its code object."""
+
+
+def warm_up() -> None:
+    """In the zygote, before any fork: run what every child runs first, with no broker and no thread.
+
+    Each child then finds these functions already quickened and the caches they fill
+    (regular expressions, loggers, JSON encoders) already filled, in memory it shares
+    with the zygote, instead of copying the pages they live on.
+    """
+    spec = ChildSpec(name="sghost-warm-up", type_name="", settings={}, host="127.0.0.1", port=1)
+    for _ in range(WARM_UP_ROUNDS):
+        resource = build_resource(spec)
+        resource.register_incoming_command("state", _ignore_command, defaultvalue=False, send_echo_as_retained=True)
+        resource.register_outgoing_data("value", send_data_as_retained=True)
+        ResourceContext(spec.name, spec.settings, resource).every(1.0, _ignore_command)
+        mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=spec.name, protocol=mqtt.MQTTv311
+        ).enable_logger(resource.logger)
+        json.dumps({"kind": events.COUNTERS, "published": 0, "refused": 0}, separators=(",", ":"))
+
+
+def _ignore_command(*_args: object) -> None:
+    return None
 
 
 def build_resource(spec: ChildSpec) -> Resource:
@@ -76,7 +121,8 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop.request)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked since the fork: deliver it now
+    # SIGTERM is blocked since the fork; it stays so, with SIGIO, until the threads are started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, WAKE_SIGNALS)
     log = logging.getLogger(spec.name)
     if (refused := prepare(spec, channel)) is not None:
         return refused
@@ -89,7 +135,9 @@ def run_child(spec: ChildSpec, registry: PluginRegistry, channel: events.EventWr
         channel.send(events.PLUGIN_ERROR, text=reason)
         return EXIT_TYPE_MISSING
     resource = build_resource(spec)
+    stop.wake = resource.wake_callbacks
     context = ResourceContext(spec.name, spec.settings, resource, spec.base_directory)
+    context.on_thread_failure = resource.wake_callbacks
     link = SupervisorLink(channel, inbound, resource, context)  # issue 10: rebirth, context.ready()
     try:
         resource_type.setup(context)
@@ -120,19 +168,19 @@ def _run_loop(
         channel.send(events.CONNECT_ERROR, text=text, refused=True)
         return EXIT_BROKER_REFUSED
     context.start_threads()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WAKE_SIGNALS)  # the threads keep them blocked
     heartbeat_interval = spec.heartbeat_interval
     next_heartbeat = 0.0
     counters = _CountersReporter(channel)
     exit_code = EXIT_OK
     while not stop.requested:
         until_timer = context.run_due_timers()
-        resource.run_callbacks(LOOP_TIMEOUT if until_timer is None else max(0.0, min(LOOP_TIMEOUT, until_timer)))
         between_iterations()  # the supervisor's requests (SupervisorLink.poll)
         now = time.monotonic()
         if heartbeat_interval is not None and now >= next_heartbeat:
             channel.send(events.HEARTBEAT)
             next_heartbeat = now + heartbeat_interval
-        counters.report_if_due(resource, now)
+        counters.after_iteration(resource, now)
         if reporter.check_refused(resource):
             exit_code = EXIT_BROKER_REFUSED
             break
@@ -140,6 +188,16 @@ def _run_loop(
             channel.send(events.PLUGIN_ERROR, text=one_line(context.thread_failure))
             exit_code = EXIT_PLUGIN_ERROR
             break
+        if stop.requested:
+            break
+        wake_at = [counters.due]
+        if until_timer is not None:
+            wake_at.append(now + until_timer)
+        if heartbeat_interval is not None:
+            wake_at.append(next_heartbeat)
+        if not resource.is_connected:
+            wake_at.append(now + LOOP_TIMEOUT)  # a refusal wakes nothing: look for it
+        resource.run_callbacks(max(0.0, min(wake_at) - time.monotonic()))
     context.run_cleanups()
     resource.stop()
     counters.report(resource)
@@ -147,19 +205,36 @@ def _run_loop(
 
 
 class _CountersReporter:
-    """Sends the resource's publish counters to the supervisor when they changed, at most every 0.5 s."""
+    """Sends the resource's publish counters to the supervisor when they changed, at most every 0.5 s.
+
+    The loop looks at them after every iteration that is at least ``COUNTERS_INTERVAL``
+    after the previous look, and asks to be woken for a look ``COUNTERS_INTERVAL`` after
+    any other activity. While they keep changing, or messages wait for acknowledgement,
+    it looks every ``COUNTERS_INTERVAL``; while they stay the same, ever more rarely.
+    """
 
     def __init__(self, channel: events.EventWriter) -> None:
         self.channel = channel
         self.sent: dict[str, int] = {}
-        self.next_check = 0.0
+        self.last_look = -COUNTERS_INTERVAL
+        self.quiet_interval = COUNTERS_INTERVAL
+        self.due = 0.0
+        """When the loop must wake for the next look (monotonic seconds)."""
 
-    def report_if_due(self, resource: Resource, now: float) -> None:
-        if now >= self.next_check:
-            self.next_check = now + COUNTERS_INTERVAL
-            self.report(resource)
+    def after_iteration(self, resource: Resource, now: float) -> None:
+        earliest = self.last_look + COUNTERS_INTERVAL
+        if now < earliest:
+            self.due = min(self.due, earliest)
+            return
+        self.last_look = now
+        if self.report(resource) or self.sent["queued"]:
+            self.quiet_interval = COUNTERS_INTERVAL
+        else:
+            self.quiet_interval = min(self.quiet_interval * 2, COUNTERS_IDLE_MAX)
+        self.due = now + self.quiet_interval
 
-    def report(self, resource: Resource) -> None:
+    def report(self, resource: Resource) -> bool:
+        """Send the counters if they changed; return whether they did."""
         counters = resource.counters
         values = {
             "published": counters.published,
@@ -167,9 +242,11 @@ class _CountersReporter:
             "dropped": counters.dropped,
             "queued": counters.queued,
         }
-        if values != self.sent:
-            self.sent = values
-            self.channel.send(events.COUNTERS, **values)
+        if values == self.sent:
+            return False
+        self.sent = values
+        self.channel.send(events.COUNTERS, **values)
+        return True
 
 
 class _ConnectionReporter:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 _PR_SET_PDEATHSIG = 1
 _libc: ctypes.CDLL | None = None
@@ -14,6 +16,8 @@ _libc: ctypes.CDLL | None = None
 def set_parent_death_signal(signum: int) -> bool:
     """Ask the kernel to send ``signum`` to this process when its parent dies (Linux only)."""
     global _libc
+    import ctypes.util  # here, not at the top: the supervisor never calls this (ctypes is 0.7 MiB)
+
     try:
         if _libc is None:
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

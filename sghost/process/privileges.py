@@ -15,8 +15,6 @@ the standard advice goes (a group change after the user change would fail):
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import pwd
 import signal
@@ -68,6 +66,8 @@ def _refuse_way_back(user: str) -> None:
 
 
 def _set_no_new_privileges(user: str) -> None:
+    import ctypes.util  # here, not at the top: only a resource process dropping privileges needs it
+
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise PrivilegeError(f"running as {user!r}, but PR_SET_NO_NEW_PRIVS failed: {os.strerror(ctypes.get_errno())}")

@@ -6,15 +6,21 @@ The supervisor writes one JSON object per line on the pipe (``inbound``):
   again (:meth:`sgframework.Resource.republish`).
 
 Unknown ops are logged and ignored; a garbled line never ends the resource.
-The child's main loop calls :meth:`SupervisorLink.poll` once per iteration.
+The child's main loop sleeps until it has work; the pipe is set to raise SIGIO
+when a request (or the end of the pipe) arrives, whose handler wakes the loop
+(``Resource.wake_callbacks()``), which then calls :meth:`SupervisorLink.poll`.
+Threads started while SIGIO is blocked (see ``child.py``) leave it to the main thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
+import signal
+from collections.abc import Callable
 
 from sgframework import Resource
 from sghost.context import ResourceContext
@@ -36,6 +42,7 @@ class SupervisorLink:
         self._splitter = LineSplitter()
         if self.fd is not None:
             os.set_blocking(self.fd, False)
+            _signal_when_readable(self.fd, resource.wake_callbacks)
         context.on_ready = lambda: channel.send(events.READY_SIGNAL)
 
     def poll(self) -> None:
@@ -69,3 +76,10 @@ class SupervisorLink:
             self.log.info("rebirth: %d message(s) published again", sent)
         else:
             self.log.warning("ignored an unknown request from sghost: %r", op)
+
+
+def _signal_when_readable(fd: int, wake: Callable[[], None]) -> None:
+    """Have the kernel send this process SIGIO when ``fd`` gets data or is closed; SIGIO calls ``wake()``."""
+    signal.signal(signal.SIGIO, lambda _signum, _frame: wake())
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)

@@ -41,6 +41,7 @@ from sghost.process import events, oslevel
 from sghost.process.spec import ChildSpec
 
 Runner = Callable[[ChildSpec, PluginRegistry, events.EventWriter, list[int]], int]
+ConfigureLogging = Callable[[str], None]
 
 MAX_PACKET = 1 << 20
 PARENT_DIED = signal.SIGUSR1
@@ -69,10 +70,19 @@ def receive_packet(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int
 class Zygote:
     """The fork server's side: runs in the forked zygote process until the supervisor goes."""
 
-    def __init__(self, sock: socket.socket, registry: PluginRegistry, runners: dict[str, Runner]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        registry: PluginRegistry,
+        runners: dict[str, Runner],
+        configure_logging: ConfigureLogging | None = None,
+    ) -> None:
         self.sock = sock
         self.registry = registry
         self.runners = runners
+        self.configure_logging = configure_logging
+        """Sets up a child's logging; called here, before the fork, so that children share the result."""
+        self.log_level: str | None = None
         self.children: set[int] = set()
         self.selector = selectors.DefaultSelector()
         self.wakeup_r, self.wakeup_w = os.pipe()
@@ -95,6 +105,9 @@ class Zygote:
         oslevel.set_parent_death_signal(PARENT_DIED)
         self.selector.register(self.sock, selectors.EVENT_READ, "control")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
+        # What every child would otherwise do after the fork, copying the pages it touches.
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         gc.freeze()
         while True:
             for key, _mask in self.selector.select():
@@ -129,6 +142,7 @@ class Zygote:
         return PARENT_DIED in received
 
     def _spawn(self, token: int, spec: ChildSpec, fds: list[int]) -> None:
+        self._configure_logging_for(spec)
         try:
             pid = os.fork()
         except OSError as error:
@@ -166,12 +180,7 @@ class Zygote:
             os.dup2(err_fd, 2)
             os.close(out_fd)
             os.close(err_fd)
-            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-            sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             os.environ.update(spec.environment)  # the manifest's environment / env_file
-            from sghost.process.child import configure_child_logging
-
-            configure_child_logging(spec.log_level)
             code = self._run(spec, events.EventWriter(event_fd), inbound)
         except BaseException:
             traceback.print_exc()
@@ -181,6 +190,17 @@ class Zygote:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+    def _configure_logging_for(self, spec: ChildSpec) -> None:
+        """Set the children's logging up in the zygote (the log goes to fd 2, the child's stderr after the fork).
+
+        Done once per log level rather than in every child: setting a level clears every
+        logger's cache, which would copy each logger's memory into each child.
+        """
+        if self.configure_logging is not None and spec.log_level != self.log_level:
+            self.configure_logging(spec.log_level)
+            self.log_level = spec.log_level
+            gc.freeze()
 
     def _run(self, spec: ChildSpec, channel: events.EventWriter, inbound: list[int]) -> int:
         return self.runners[spec.role](spec, self.registry, channel, inbound)
@@ -253,7 +273,12 @@ def start_zygote(registry: PluginRegistry, runners: Mapping[str, str]) -> tuple[
         code = 0
         try:
             parent_end.close()
-            Zygote(zygote_end, registry, preload(runners)).serve()
+            runners_loaded = preload(runners)
+            from sghost.process.child import configure_child_logging, warm_up
+
+            warm_up()
+
+            Zygote(zygote_end, registry, runners_loaded, configure_child_logging).serve()
         except BaseException:
             traceback.print_exc()
             code = 1

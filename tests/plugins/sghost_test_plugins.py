@@ -15,6 +15,8 @@ hog         every 0.2 s allocates 20 MB more, up to ``mb`` MB (300)
 counter     outgoing data ``count``: 1, 2, 3, ... every ``interval`` s (1.0)
 flooder     command ``flood`` N: sends 1..N on ``data/<name>/n`` from the callback;
             echoes ``sent S refused R`` (R: sends that raised PublishError)
+threadfail  command ``fail``: its worker thread (``run_in_thread``) raises
+            ``RuntimeError("worker failed on purpose")`` once the callback has returned
 ==========  =======================================================================
 """
 
@@ -114,6 +116,23 @@ def setup_flooder(context: ResourceContext) -> None:
     context.resource.register_incoming_command("flood", on_flood)
 
 
+def setup_threadfail(context: ResourceContext) -> None:
+    """Command ``fail``: the worker thread raises, after the main loop has gone back to sleep."""
+    asked = threading.Event()
+
+    def on_fail(resource: Any, messagetype: str, servicename: str, signalname: str, payload: str) -> None:
+        asked.set()
+
+    def worker(stopping: threading.Event) -> None:
+        while not asked.wait(0.05):
+            if stopping.is_set():
+                return
+        raise RuntimeError("worker failed on purpose")
+
+    context.resource.register_incoming_command("fail", on_fail)
+    context.run_in_thread(worker)
+
+
 def _check_exiter(settings: Any) -> list[str]:
     problems = []
     if not isinstance(settings.get("after", 0.5), int | float):
@@ -133,3 +152,4 @@ def register_resource_types(register: Register) -> None:
     register("hog", setup_hog, description="grows its memory")
     register("counter", setup_counter, description="data count, every interval")
     register("flooder", setup_flooder, description="command flood N sends N messages from its callback")
+    register("threadfail", setup_threadfail, description="command fail makes its worker thread raise")
