@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers.deploygateway import ADDED, CRASHER, ECHOER, HOST, VERIFY, Gateway, fleet_key, sign
 
@@ -267,3 +268,44 @@ def test_the_deploy_command_is_offered_only_with_deploy_enabled(
     clients.append(watcher)
     watcher.wait_for(f"commandavailable/{HOST}/restart", "True", timeout=10)
     assert (watcher.latest(f"commandavailable/{HOST}/deploy") == "True") is enabled
+
+
+def test_a_rollout_that_fails_on_its_first_gateway_never_changes_the_others(
+    tmp_path: Path, key: Ed25519PrivateKey, central: MosquittoBroker, host_factory: Callable[..., HostProcess],
+    clients: list[Any],
+) -> None:
+    gateways = {name: Gateway(tmp_path, host_factory, clients, central, name=name) for name in ("gw1", "gw2", "gw3")}
+    for gateway in gateways.values():
+        gateway.start(gateway.manifest(ECHOER))
+        assert gateway.host is not None
+        gateway.host.wait_log("uplink connected", timeout=15)
+    pids = {name: resource_pid(gateway.local, name, "keep") for name, gateway in gateways.items()}
+    key_file = tmp_path / "fleet.key"
+    key_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    template = tmp_path / "template.toml"  # valid for gw1, the only one it reaches: a new resource that crashes
+    template.write_text(gateways["gw1"].manifest(ECHOER + CRASHER).replace("gw1", "{host}"))
+
+    result = run_cli(
+        "deploy", "rollout", "--key", str(key_file), "--hosts", "gw1,gw2,gw3", "--prefix-template",
+        "gateways/{host}/", "--batch", "1", "--max-failed", "0", "--broker", f"127.0.0.1:{central.port}",
+        "--timeout", "60", str(template), timeout=90,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in (["gw1"], ["gw2"],
+                                                                                                   ["gw3"])}
+    assert "rolled-back" in rows["gw1"], result.stdout
+    assert "not started" in rows["gw2"] and "not started" in rows["gw3"], result.stdout
+    late = Recorder(central.host, central.port, ["gateways/+/command/+/deploy", "gateways/late/barrier"]).start()
+    clients.append(late)
+    late.publish("gateways/late/barrier", "barrier")
+    late.wait_for("gateways/late/barrier", "barrier")
+    assert [m.topic for m in late.messages if m.topic.endswith("/deploy")] == ["gateways/gw1/command/gw1/deploy"]
+    for name in ("gw2", "gw3"):
+        assert resource_pid(gateways[name].local, name, "keep") == pids[name]
+        listed = run_cli("generations", "--json", "-c", str(gateways[name].directory / f"{name}.toml"))
+        assert listed.returncode == 0, listed.stderr  # only the generation it started from: no deployment
+        assert [(row["number"], row["id"]) for row in json.loads(listed.stdout)] == [(1, None)], listed.stdout
+    assert resource_pid(gateways["gw1"].local, "gw1", "keep") == pids["gw1"]

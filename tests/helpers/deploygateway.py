@@ -26,8 +26,13 @@ class Gateway:
     """One gateway's manifest parts, its process, and a recorder on its embedded broker."""
 
     def __init__(self, tmp_path: Path, factory: Callable[..., HostProcess], clients: list[Any],
-                 central: MosquittoBroker | None = None) -> None:
+                 central: MosquittoBroker | None = None, name: str = HOST) -> None:
         self.tmp_path = tmp_path
+        self.name = name
+        self.directory = tmp_path if name == HOST else tmp_path / name
+        """Where its manifest and state live: several gateways of one test each have their own."""
+        self.directory.mkdir(exist_ok=True)
+        self.trusted = "fleet.pub" if name == HOST else str(tmp_path / "fleet.pub")
         self.factory = factory
         self.clients = clients
         self.port = free_port()
@@ -37,20 +42,20 @@ class Gateway:
 
     def manifest(self, resources: str, uplink: str | None = None, deploy_extra: str = "",
                  verify: float = VERIFY) -> str:
-        text = manifest_text(None, resources, host=HOST, port=self.port, broker_extra="embedded = true\n")
-        text += (f'\n[deploy]\nenabled = true\ntrusted_keys = ["fleet.pub"]\nverify_seconds = {verify}\n'
-                 f'state_dir = "{self.tmp_path / "state"}"\n{deploy_extra}')
+        text = manifest_text(None, resources, host=self.name, port=self.port, broker_extra="embedded = true\n")
+        text += (f'\n[deploy]\nenabled = true\ntrusted_keys = ["{self.trusted}"]\nverify_seconds = {verify}\n'
+                 f'state_dir = "{self.directory / "state"}"\n{deploy_extra}')
         if self.central is not None:
             address = uplink or f"127.0.0.1:{self.central.port}"
-            text += (f'\n[uplink]\naddress = "{address}"\nstate_dir = "{self.tmp_path / "uplink"}"\n'
+            text += (f'\n[uplink]\naddress = "{address}"\nstate_dir = "{self.directory / "uplink"}"\n'
                      "reconnect_min = 1\nreconnect_max = 2\n")
         return text
 
     def start(self, text: str | None = None) -> Gateway:
-        if text is not None:
-            self.host = self.factory(text, name="gw1.toml")
-        else:
-            self.host = self.factory((self.tmp_path / "gw1.toml").read_text(), name="gw1.toml")
+        manifest = f"{self.name}.toml"
+        if text is None:
+            text = (self.directory / manifest).read_text()
+        self.host = self.factory(text, name=manifest, directory=self.directory)
         self.host.wait_log("embedded broker (mosquitto)", timeout=15)
         self.local = Recorder("127.0.0.1", self.port, ["data/#", "command/#"]).start()
         self.clients.append(self.local)
@@ -58,7 +63,7 @@ class Gateway:
 
     def states(self) -> list[dict[str, Any]]:
         assert self.local is not None
-        return [json.loads(m.payload) for m in self.local.on(f"data/{HOST}/deployment") if m.payload]
+        return [json.loads(m.payload) for m in self.local.on(f"data/{self.name}/deployment") if m.payload]
 
     def wait_state(self, deployment_id: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
         assert self.local is not None
@@ -71,7 +76,7 @@ class Gateway:
 
     def push(self, payload: bytes) -> None:
         assert self.local is not None
-        self.local.publish(f"command/{HOST}/deploy", payload, qos=1, retain=True)
+        self.local.publish(f"command/{self.name}/deploy", payload, qos=1, retain=True)
 
 
 def sign(key: Ed25519PrivateKey, manifest: str, sequence: int, host: str = HOST,
