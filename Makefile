@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/failover.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from sgframework import constants
 from sgframework.addresses import broker_addresses
 from sgframework.inbound import _STATUS
+from sgframework.reconnect import ReconnectPolicy
 from sgframework.tls import _ALERT_PROBE_TIMEOUT, _TlsAlertRecorder, create_tls_context, describe_tls_alert
 
 ConnectionStatusCallback = Callable[[Any, bool], Any]
@@ -59,6 +60,13 @@ class _Client(mqtt.Client):
     """Threaded: runs what one network round queued (the user's callbacks), on paho's thread, outside paho's
     loop: there a callback may send and wait for room, while the relief thread pumps (sgframework.inbound)."""
 
+    connack_deadline: float | None = None
+    """When (``time.monotonic()``) the CONNECT under way is given up unless its CONNACK has come; ``None``:
+    no limit but paho's keepalive. The threaded network wait ends by then (sgframework.reconnect)."""
+
+    on_connack_overdue: Callable[[mqtt.Client], None] | None = None
+    """Called on the thread running the network step once ``connack_deadline`` has passed."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.network_lock = threading.Lock()
@@ -76,15 +84,25 @@ class _Client(mqtt.Client):
             timeout = min(max(0.0, last + keepalive - time.monotonic()) + _IDLE_SLACK, constants.IDLE_WAIT_MAX)
         else:
             timeout = constants.IDLE_WAIT_MAX
+        deadline = self.connack_deadline
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()) + _IDLE_SLACK)
         with self.network_lock:
             self.stepping_thread = get_ident()
             try:
                 rc = super()._loop(timeout)
             finally:
                 self.stepping_thread = None
+            if self.connack_deadline is not None:
+                self._check_connack_deadline()
         if self.after_round is not None:
             self.after_round()
         return rc
+
+    def _check_connack_deadline(self) -> None:
+        deadline = self.connack_deadline
+        if deadline is not None and time.monotonic() >= deadline and self.on_connack_overdue is not None:
+            self.on_connack_overdue(self)
 
     def relieve(self, timeout: float) -> MQTTErrorCode | None:
         """One network step on behalf of paho's thread while it runs a long callback; None if it is pumping."""
@@ -92,7 +110,10 @@ class _Client(mqtt.Client):
             return None
         self.stepping_thread = get_ident()
         try:
-            return super()._loop(timeout)
+            rc = super()._loop(timeout)
+            if self.connack_deadline is not None:
+                self._check_connack_deadline()
+            return rc
         finally:
             self.stepping_thread = None
             self.network_lock.release()
@@ -169,7 +190,14 @@ class Connection:
         self._stopping = False
         self._connection_refused = False
         self._next_loop_connect = 0.0
-        self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+        # a bad address has failed in App.__init__ already
+        self._reconnect = ReconnectPolicy(len(broker_addresses(self.host, self.port)))
+        self._connack_wait: float | None = None
+        """The CONNACK wait of the attempt under way (sgframework.reconnect); None: paho's keepalive limit."""
+        self._connack_timed_out = False
+        self._socket_opened_at = 0.0
+        self._failure_noted = False
+        """Loop mode: the failure of the attempt under way has moved the policy on (see _run_network_loop)."""
         self._in_network_loop = False
         """Loop mode: True while paho's loop runs (a send from inside it cannot pump the network)."""
         self._loop_thread: int | None = None
@@ -185,7 +213,13 @@ class Connection:
     def broker_address(self) -> tuple[str, int]:
         """The ``(host, port)`` connected to, or tried next (an extension)."""
         addresses = broker_addresses(self.host, self.port)
-        return addresses[self._address_index % len(addresses)]
+        return addresses[self._reconnect.index % len(addresses)]
+
+    def _restart_reconnect(self) -> None:
+        """At start(): no backoff and no outage under way; the CONNACK wait is bounded by this start's keepalive."""
+        self._reconnect.keepalive = float(self.keepalive)
+        self._reconnect.start()
+        self._next_loop_connect = 0.0
 
     def _create_client(self) -> mqtt.Client:
         client_id = f"{self.name}-{os.getpid()}" if self._use_clean_session else self.name
@@ -203,7 +237,9 @@ class Connection:
         client.enable_logger(self.logger)
         client.log_debug = self.logger.isEnabledFor(logging.DEBUG)
         client.on_socket_open = self._on_socket_open
+        client.on_connack_overdue = self._give_up_unanswered_connect
         client.max_queued_messages_set(0)  # the bound is ours (_publish_reliably), with a clear refusal
+        # each wait after a failure is the ReconnectPolicy's, set by _use_next_address
         client.reconnect_delay_set(constants.RECONNECT_DELAY_MIN, constants.RECONNECT_DELAY_MAX)
         if self.certificate_directory is not None:
             client.tls_set_context(self._create_tls_context())
@@ -226,16 +262,58 @@ class Connection:
         )
 
     def _use_next_address(self, client: mqtt.Client) -> None:
-        """After a failed or lost connection, point the client at the next address (with several)."""
-        if len(broker_addresses(self.host, self.port)) < 2:
+        """After a failed or lost connection: the next address and the wait before it (sgframework.reconnect)."""
+        self._failure_noted = True
+        delay = self._reconnect.failed()
+        if self._use_threaded_networking:
+            # paho's loop_forever waits this long (its _reconnect_wait) before its next reconnect()
+            client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]  # paho takes floats
+        else:
+            self._next_loop_connect = time.monotonic() + delay
+        if not self._reconnect.several:
             return
-        self._address_index += 1
         host, port = self.broker_address
         if self._use_threaded_networking:
             # paho refuses a new host while it is (re)connecting; connect_async is its way to
             # change it, and loop_forever's next reconnect goes there. loop() names it itself.
             self._connect_async(client)
-        self.logger.info("Trying the next broker address, %s:%s", host, port)
+        self.logger.info("Trying the next broker address, %s:%s, in %.1f s", host, port, delay)
+
+    def _watch_connack(self, client: mqtt.Client, sock: Any) -> None:
+        """A CONNECT is being sent on ``sock``: set the moment it is given up unless its CONNACK has come."""
+        self._socket_opened_at = time.monotonic()
+        self._failure_noted = False
+        self._connack_timed_out = False
+        self._connack_wait = wait = self._reconnect.connack_wait()
+        if isinstance(client, _Client):
+            client.connack_deadline = None if wait is None else self._socket_opened_at + wait
+
+    def _network_timeout(self, client: mqtt.Client) -> float:
+        """Loop mode: paho's loop timeout, shortened so that an unanswered CONNECT is given up in time."""
+        deadline = client.connack_deadline if isinstance(client, _Client) else None
+        if deadline is None or self._connected:
+            return float(self.timeout)
+        return min(float(self.timeout), max(0.01, deadline - time.monotonic()))
+
+    def _give_up_unanswered_connect(self, client: mqtt.Client) -> None:
+        """Shut down a socket whose CONNECT went unanswered past its deadline; paho then reports it lost.
+
+        Runs on the thread running the network step (paho's, the relief thread's, or loop()'s), so the
+        socket cannot be replaced meanwhile. _on_disconnect then moves on to the next address.
+        """
+        if not isinstance(client, _Client) or client.connack_deadline is None:
+            return
+        if self._connected or self._stopping or time.monotonic() < client.connack_deadline:
+            return
+        client.connack_deadline = None
+        current = client.socket()
+        if current is None:
+            return
+        self._connack_timed_out = True
+        try:
+            socket.socket.shutdown(current, socket.SHUT_RDWR)  # type: ignore[arg-type]  # the plain socket's, under TLS too
+        except (OSError, TypeError):
+            self.logger.debug("Could not close the unanswered connection %r", current)
 
     def _connect_async(self, client: mqtt.Client) -> None:
         client.connect_async(*self.broker_address, int(self.keepalive), **self._connect_options())
@@ -258,14 +336,9 @@ class Connection:
         except (OSError, ssl.SSLError) as error:
             self._remember_connect_failure(f"cannot connect to {_shown(self.broker_address)}: {error}")
             self._use_next_address(client)
-            self._schedule_loop_reconnect()
             return False
         self._loop_socket_open = True  # on_connect confirms or refutes it on CONNACK
         return True
-
-    def _schedule_loop_reconnect(self) -> None:
-        self._next_loop_connect = time.monotonic() + self._loop_connect_delay
-        self._loop_connect_delay = min(self._loop_connect_delay * 2, constants.RECONNECT_DELAY_MAX)
 
     def _run_network_loop(self, client: mqtt.Client, timeout: float) -> None:
         """Loop mode: one round of paho's network loop; its callbacks only queue events."""
@@ -276,7 +349,8 @@ class Connection:
             self._in_network_loop = False
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping:
             self._loop_socket_open = False
-            self._schedule_loop_reconnect()
+            if not self._failure_noted:  # else _on_disconnect has already moved on
+                self._use_next_address(client)
             if self._connected:  # else _on_disconnect has already reported it
                 self._mark_disconnected(f"network loop: {mqtt.error_string(rc)}")
 
@@ -290,6 +364,8 @@ class Connection:
         """Set the last will; an App has none."""
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if isinstance(client, _Client):
+            client.connack_deadline = None
         try:
             if reason.is_failure:
                 self._remember_connect_failure(f"the broker refused the connection: {reason}")
@@ -300,7 +376,7 @@ class Connection:
                 client.log_debug = self.logger.isEnabledFor(logging.DEBUG)
             self.last_connection_error = None
             self._connected = True
-            self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
+            self._reconnect.connected(time.monotonic() - self._socket_opened_at)
             self.logger.info("Connected to the broker at %s", _shown(self.broker_address))
             # on_publish only while the announcements are in flight: paho's per-message
             # callback machinery costs throughput (docs/benchmarks.md).
@@ -321,15 +397,23 @@ class Connection:
         self._use_next_address(client)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if isinstance(client, _Client):
+            client.connack_deadline = None
         try:
             if self._stopping:
                 self._connected = False
                 return
             if not self._connected:
-                # Closed before a successful CONNACK: a refusal already said why;
-                # otherwise the broker hung up, e.g. a TLS listener and no TLS.
-                alert = self._tls_alerts.take() or self._probe_tls_alert()
-                if alert is not None and not self._connection_refused:
+                # Closed before a successful CONNACK: a refusal already said why; we hung up on an
+                # unanswered CONNECT (no TLS probe: it would delay the failover); or the broker hung up,
+                # e.g. a TLS listener and no TLS.
+                alert = None if self._connack_timed_out else self._tls_alerts.take() or self._probe_tls_alert()
+                if self._connack_timed_out:
+                    self._remember_connect_failure(
+                        f"the broker at {_shown(self.broker_address)} did not answer CONNECT within "
+                        f"{self._connack_wait} s"
+                    )
+                elif alert is not None and not self._connection_refused:
                     self._remember_connect_failure(
                         f"the broker at {_shown(self.broker_address)} refused the TLS handshake: {alert}"
                     )
@@ -345,6 +429,7 @@ class Connection:
                         f"({reason}); {hint}; see the broker's log"
                     )
                 self._connection_refused = False
+                self._connack_timed_out = False
                 self._ready.reset()
                 self._use_next_address(client)
                 return
@@ -378,6 +463,7 @@ class Connection:
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # paho does not disable Nagle: a QoS 1 echo (PUBACK + PUBLISH, two small writes)
         # then waits ~40 ms for the broker's delayed ACK.
+        self._watch_connack(client, sock)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):

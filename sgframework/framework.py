@@ -79,7 +79,6 @@ class App(Connection, Outbound, Inbound):
         self.host = host
         self.port = _parse_port(port)
         broker_addresses(host, self.port)  # a bad address fails here, not at the first connection
-        self._address_index = 0
         self.certificate_directory = certificate_directory
         self.protocol: int = mqtt.MQTTv31
         self.tls_version: int = ssl.PROTOCOL_TLS_CLIENT
@@ -146,6 +145,7 @@ class App(Connection, Outbound, Inbound):
         self._use_threaded_networking = use_threaded_networking
         self._use_clean_session = use_clean_session
         self._stopping = False
+        self._restart_reconnect()
         self._ready.reset()
         self._ready.settled.clear()
         self._events = queue.SimpleQueue()
@@ -157,9 +157,6 @@ class App(Connection, Outbound, Inbound):
             self.mqttclient.loop_start()
             # Returns when ready, or when the first attempt failed (the client keeps trying).
             self._ready.settled.wait(constants.START_WAIT_TIME)
-        else:
-            self._next_loop_connect = 0.0
-            self._loop_connect_delay = constants.RECONNECT_DELAY_MIN
 
     def loop(self) -> None:
         """Run network activities once; call it often when not using threaded networking.
@@ -172,8 +169,9 @@ class App(Connection, Outbound, Inbound):
         if self._use_threaded_networking:
             self.logger.warning("loop() does nothing when using threaded networking")
             return
+        self._give_up_unanswered_connect(client)
         if self._loop_socket_open or self._loop_try_connect(client):
-            self._run_network_loop(client, self.timeout)
+            self._run_network_loop(client, self._network_timeout(client))
         self._run_pending_callbacks()
 
     def stop(self) -> None:

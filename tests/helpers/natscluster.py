@@ -7,10 +7,12 @@ keeps the MQTT streams available when one node dies.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +90,22 @@ class NatsCluster:
                     node.process.wait(5)
                 except subprocess.TimeoutExpired:
                     node.kill()
+
+    def meta_leader(self, timeout: float = 20.0) -> NatsNode:
+        """The node that leads JetStream's meta group, from the nodes' monitoring endpoint (``/jsz``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                try:
+                    with urllib.request.urlopen(f"http://{LOOPBACK}:{node.http_port}/jsz", timeout=1) as answer:
+                        leader = json.load(answer).get("meta_cluster", {}).get("leader")
+                except (OSError, ValueError):
+                    continue
+                for candidate in self.nodes:
+                    if candidate.name == leader and candidate.process is not None and candidate.process.poll() is None:
+                        return candidate
+            time.sleep(0.1)  # sleep-ok: the monitoring endpoint has no event to wait on until a leader is elected
+        raise RuntimeError(f"no JetStream meta leader was elected within {timeout} s")
 
     def log(self, node: NatsNode) -> str:
         return (node.workdir / "nats.log").read_text(errors="replace")
