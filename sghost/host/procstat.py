@@ -56,10 +56,10 @@ def _host_cpu_times() -> tuple[float, float]:
 
 
 class HostCpu:
-    """The host's CPU in use since the previous call, in % of all CPUs (0.0 on the first call), as psutil's."""
+    """The host's CPU in use since the previous call (the first: since construction), in % of all CPUs, as psutil's."""
 
     def __init__(self) -> None:
-        self._last: tuple[float, float] | None = None
+        self._last: tuple[float, float] | None = _host_cpu_times()
 
     def percent(self) -> float:
         busy, total = _host_cpu_times()
