@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ class CheckProcess:
     """The check running in its own process; the caller polls it, so that its event loop never waits."""
 
     def __init__(self, path: Path, text: str, site: Path) -> None:
+        import tempfile  # here, not at the top: the supervisor (which imports this module) carries what it imports
+
         request = json.dumps({"path": str(path), "text": text, "site": str(site)})
         self._input = tempfile.TemporaryFile()  # noqa: SIM115 - closed by result()
         self._input.write(request.encode("utf-8"))

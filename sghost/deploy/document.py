@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -72,6 +71,8 @@ def signed_bytes(fields: Mapping[str, Any]) -> bytes:
 
 def deployment_id(signature: str) -> str:
     """The first 12 hex digits of the SHA-256 of the signature text."""
+    import hashlib  # here: it loads OpenSSL's libcrypto (about 4 MiB), which the supervisor needs only for a deployment
+
     return hashlib.sha256(signature.encode("utf-8")).hexdigest()[:12]
 
 

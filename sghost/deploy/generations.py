@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -189,6 +188,8 @@ class GenerationStore:
         number = max([0, *numbers, self.current_number() or 0]) + 1
         directory = self.root / str(number)
         if directory.exists():
+            import shutil  # here, not at the top: the supervisor carries what it imports
+
             shutil.rmtree(directory)  # a leftover without metadata (crashed before its first write)
         directory.mkdir()
         atomic_write(directory / MANIFEST_FILE, manifest.encode("utf-8"))
@@ -221,6 +222,8 @@ class GenerationStore:
         atomic_write(self.root / CURRENT_FILE, f"{generation.number}\n".encode("ascii"))
 
     def remove(self, generation: Generation) -> None:
+        import shutil
+
         shutil.rmtree(generation.path, ignore_errors=True)
 
     def prune(self) -> list[int]:

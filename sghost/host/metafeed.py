@@ -137,7 +137,7 @@ class MetaResourceFeed:
     def _publish_document(self) -> None:
         """Publish the last document with current states; CPU and memory stay as last sampled.
 
-        Sampling here would shorten psutil's CPU window to the time since the
+        Sampling here would shorten the CPU window to the time since the
         last state change, so only a :class:`HealthSampled` samples.
         """
         self._document_due = False

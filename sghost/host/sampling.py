@@ -1,4 +1,4 @@
-"""Health sampling: each resource's CPU and memory (psutil), the host's, and the snapshot that carries them.
+"""Health sampling: each resource's CPU and memory (read from /proc), the host's, and the snapshot that carries them.
 
 ``snapshot()`` is what ``sghost status`` shows and what the health document,
 the metrics textfile and the dashboard are made from. :meth:`Sampler.sample`
@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import psutil
-
 from sghost import __version__
 from sghost.config.manifest import HostConfig
 from sghost.health import metrics
 from sghost.host.eventstream import EventStream, HealthSampled
+from sghost.host.procstat import HostCpu, ProcessStat, host_memory
 from sghost.host.watcher import WAITING, Watcher
 
 MEMORY_CHECK_INTERVAL = 1.0
@@ -54,7 +53,7 @@ def resource_snapshot(watcher: Watcher, stats: tuple[float, float] | None = None
 
 
 class Sampler:
-    """Samples the resources' processes with psutil (one ``psutil.Process`` kept per pid for its CPU window)."""
+    """Samples the resources' processes (one :class:`ProcessStat` kept per pid for its CPU window)."""
 
     def __init__(
         self,
@@ -70,7 +69,8 @@ class Sampler:
         self.uplink = uplink
         self.stream = stream
         self.started_at = time.monotonic()
-        self._processes: dict[int, psutil.Process] = {}
+        self._processes: dict[int, ProcessStat] = {}
+        self._host_cpu = HostCpu()
         self._next_memory_check = 0.0
         self.host_fields: dict[str, Any] = {}
         """Host-wide entries other parts keep in the snapshot (``deploy_rejected`` with deployments on)."""
@@ -85,10 +85,10 @@ class Sampler:
         process = self._processes.get(watcher.pid)
         try:
             if process is None:
-                process = self._processes[watcher.pid] = psutil.Process(watcher.pid)
-                process.cpu_percent(None)
-            return process.cpu_percent(None), process.memory_info().rss / 1048576
-        except psutil.Error:
+                process = self._processes[watcher.pid] = ProcessStat(watcher.pid)
+                process.cpu_percent()
+            return process.cpu_percent(), process.rss() / 1048576
+        except OSError:
             return None
 
     def check_memory(self, now: float) -> None:
@@ -110,7 +110,7 @@ class Sampler:
         """Everything ``health`` and ``sghost status`` show, and (under ``processes``) what metrics add."""
         config = self.config()
         meta = self.meta_resource()
-        memory = psutil.virtual_memory()
+        memory = host_memory()
         uplink = self.uplink()
         document = {
             "host": config.name,
@@ -119,7 +119,7 @@ class Sampler:
             "meta_pid": meta.pid if meta is not None else None,
             "manifest": str(config.path),
             "uptime": round(time.monotonic() - self.started_at),
-            "cpu": psutil.cpu_percent(None),
+            "cpu": self._host_cpu.percent(),
             "memory": round(memory.percent, 1),
             "memory_available_mb": round(memory.available / 1048576),
             "broker_connected": self.broker_reachable(),
@@ -143,12 +143,10 @@ class Sampler:
         if process is None:
             return None
         try:
-            with process.oneshot():
-                times = process.cpu_times()
-                return {
-                    "cpu_seconds": times.user + times.system,
-                    "memory_bytes": process.memory_info().rss,
-                    "start_time": process.create_time(),
-                }
-        except psutil.Error:
+            return {
+                "cpu_seconds": process.cpu_seconds(),
+                "memory_bytes": process.rss(),
+                "start_time": process.start_time(),
+            }
+        except OSError:
             return None

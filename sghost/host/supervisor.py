@@ -14,7 +14,7 @@ import logging
 import signal
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
@@ -29,8 +29,6 @@ from sghost.host.control import ControlError, ControlServer, make_handler, socke
 from sghost.host.dashboardprocess import ROLE as DASHBOARD
 from sghost.host.dashboardprocess import RUNNER as DASHBOARD_RUNNER
 from sghost.host.dashboardprocess import DashboardProcess
-from sghost.host.deploymentlink import DeploymentLink
-from sghost.host.deployments import Deployments
 from sghost.host.desiredstate import DesiredState
 from sghost.host.eventfollowers import EventFollowers
 from sghost.host.eventstream import (
@@ -58,6 +56,9 @@ from sghost.plugins import PluginRegistry
 from sghost.process import oslevel
 from sghost.process.pipes import ChildPipes
 from sghost.process.spec import META, RESOURCE, ChildSpec
+
+if TYPE_CHECKING:
+    from sghost.host.deployments import Deployments
 
 log = logging.getLogger("sghost")
 output_log = logging.getLogger("sghost.resource")
@@ -164,11 +165,14 @@ class Supervisor:
             if self.control is not None:
                 self.control.close()
             return EXIT_FAILURE
+        oslevel.release_free_heap()  # what loading and checking the manifest freed (about 0.9 MiB), before the fork
         self.zygote.start(self.registry, RUNNERS)
         self.brokers.deploy_command = self.start_plan is not None
         self.meta_resource = MetaResourceProcess(self, self.brokers.meta_resource_spec(), output_log)
         self.meta_resource.start()
         if self.start_plan is not None:
+            from sghost.host.deploymentlink import DeploymentLink  # only with [deploy] on: not carried otherwise
+
             self.deployments = DeploymentLink(self).start(self.start_plan)
         assert self.control is not None
         self.dashboard = DashboardProcess(
