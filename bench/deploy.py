@@ -95,8 +95,9 @@ def run_gateway(workdir: Path, count: int, rounds: int) -> tuple[list[float], in
                 raise RuntimeError(f"round {sequence} did not succeed")
             times.append(message.at - pushed - VERIFY)  # type: ignore[attr-defined]
         recorder.stop()
-        generation = workdir / "state" / "generations" / "2"
-        return times, directory_bytes(generation)
+        # the newest generation (older ones beyond keep_generations are pruned as rounds go by)
+        generations = [entry for entry in (workdir / "state" / "generations").iterdir() if entry.name.isdigit()]
+        return times, directory_bytes(max(generations, key=lambda entry: int(entry.name)))
     finally:
         process.terminate()
         process.wait(30)
