@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers.natscluster import cluster  # noqa: F401  (the fixture, for the tests that run a nats-server cluster)
 
 from hostharness import sghost_env
 from sghost.testing import Recorder

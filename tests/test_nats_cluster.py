@@ -9,30 +9,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
-from helpers.natscluster import NatsCluster, find_nats_server
+from helpers.natscluster import NatsCluster, needs_nats
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hostharness import HostProcess, resource_pid
 from sghost.host.broker import LOOPBACK
 from sghost.testing import Recorder
 
-NATS = find_nats_server()
-pytestmark = pytest.mark.skipif(NATS is None, reason="nats-server is not installed (.ci/run installs it)")
+pytestmark = needs_nats
 FAILOVER_LIMIT = 20.0
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    assert NATS is not None
-    nodes = NatsCluster(tmp_path / "nats", NATS).start()
-    yield nodes
-    nodes.stop()
 
 
 class PlainClient:

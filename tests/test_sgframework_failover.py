@@ -14,29 +14,17 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers.natscluster import NatsCluster, find_nats_server
+from helpers.natscluster import NatsCluster, needs_nats
 
 from sgframework import Resource
 from sghost.host.broker import LOOPBACK, MosquittoBroker
 from sghost.testing import Recorder
 
-NATS = find_nats_server()
-needs_nats = pytest.mark.skipif(NATS is None, reason="nats-server is not installed (.ci/run installs it)")
 WAIT = 40.0
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    assert NATS is not None
-    nodes = NatsCluster(tmp_path / "nats", NATS).start()
-    yield nodes
-    nodes.stop()
 
 
 class LoopRunner:

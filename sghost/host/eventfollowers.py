@@ -13,7 +13,6 @@ disconnected (it reconnects and reads ``status`` again). At most
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import socket
@@ -29,6 +28,7 @@ from sghost.host.eventstream import (
     ResourceStateChanged,
     UplinkChanged,
 )
+from sghost.host.socketfollower import SocketFollower
 
 MAX_FOLLOWERS = 8
 MAX_BACKLOG = 1 << 20
@@ -40,34 +40,11 @@ HOST = "host"
 log = logging.getLogger("sghost")
 
 
-class _Follower:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.backlog = bytearray()
-        sock.setblocking(False)
-
-    def send(self, data: bytes) -> bool:
-        """Queue and write what the socket takes; False when the reader is gone or too far behind."""
-        self.backlog += data
-        try:
-            while self.backlog:
-                del self.backlog[: self.sock.send(self.backlog)]
-        except BlockingIOError:
-            pass
-        except OSError:
-            return False
-        return len(self.backlog) <= MAX_BACKLOG
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
 class EventFollowers:
     """The sockets that follow the host's events."""
 
     def __init__(self) -> None:
-        self._followers: list[_Follower] = []
+        self._followers: list[SocketFollower] = []
 
     @property
     def full(self) -> bool:
@@ -77,7 +54,7 @@ class EventFollowers:
         """Send every later event to ``sock`` until it goes; False when too many follow already."""
         if self.full:
             return False
-        self._followers.append(_Follower(sock))
+        self._followers.append(SocketFollower(sock, MAX_BACKLOG))
         return True
 
     def __call__(self, event: Event) -> None:
@@ -103,7 +80,7 @@ class EventFollowers:
             if follower.send(data):
                 kept.append(follower)
                 continue
-            if len(follower.backlog) > MAX_BACKLOG:
+            if follower.too_far_behind:
                 log.warning("host events: a follower fell %d KiB behind; disconnected", len(follower.backlog) // 1024)
             follower.close()
         self._followers = kept

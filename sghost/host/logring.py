@@ -19,7 +19,6 @@ that falls :data:`MAX_FOLLOWER_BACKLOG` bytes behind is disconnected.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import socket
@@ -28,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from sghost.host.socketfollower import SocketFollower
 from sghost.process.lines import CUT_MARKER, MAX_LINE_BYTES, cut_line
 
 MAX_LINES = 1000
@@ -96,31 +96,15 @@ def _cost(line: LogLine) -> int:
     return len(line.text.encode("utf-8", errors="replace")) + _ENTRY_OVERHEAD
 
 
-class _Follower:
+class _Follower(SocketFollower):
+    """A ``sghost logs -f`` reader: every resource's lines, or one resource's."""
+
     def __init__(self, sock: socket.socket, resource: str | None) -> None:
-        self.sock = sock
+        super().__init__(sock, MAX_FOLLOWER_BACKLOG)
         self.resource = resource
-        self.backlog = bytearray()
-        sock.setblocking(False)
 
     def wants(self, line: LogLine) -> bool:
         return self.resource is None or self.resource == line.resource
-
-    def send(self, data: bytes) -> bool:
-        """Queue and write what the socket takes; False when the reader is gone or too far behind."""
-        self.backlog += data
-        try:
-            while self.backlog:
-                del self.backlog[: self.sock.send(self.backlog)]
-        except BlockingIOError:
-            pass
-        except OSError:
-            return False
-        return len(self.backlog) <= MAX_FOLLOWER_BACKLOG
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
 class LogBook:
@@ -183,7 +167,7 @@ class LogBook:
             if not follower.wants(line) or follower.send(data):
                 kept.append(follower)
                 continue
-            if len(follower.backlog) > MAX_FOLLOWER_BACKLOG:
+            if follower.too_far_behind:
                 log.warning("sghost logs -f: a reader fell %d KiB behind; disconnected", len(follower.backlog) // 1024)
             follower.close()
         self._followers = kept

@@ -13,10 +13,12 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sghost.host.broker import LOOPBACK, free_port
@@ -128,3 +130,17 @@ def mqtt_answers(port: int, timeout: float = 2.0) -> bool:
         return False
     finally:
         client.disconnect()
+
+
+NATS = find_nats_server()
+needs_nats = pytest.mark.skipif(NATS is None, reason="nats-server is not installed (.ci/run installs it)")
+"""For the tests that run a cluster: they skip, with the reason, where there is no nats-server."""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-server nodes with JetStream and MQTT, started for the test and stopped after it."""
+    assert NATS is not None
+    nodes = NatsCluster(tmp_path / "nats", NATS).start()
+    yield nodes
+    nodes.stop()
