@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -54,28 +51,28 @@ def test_a_deployment_adds_a_resource_and_untouched_ones_keep_their_pids(gateway
     assert resource_pid(gateway.local, HOST, "added") > 0
     assert resource_pid(gateway.local, HOST, "keep") == keep_pid
     assert gateway.local.on(f"data/{HOST}/deployment")[-1].retain or True
-    listing = run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json")
+    listing = run_cli("generations", "-c", str(gateway.manifest_path), "--json")
     rows = json.loads(listing.stdout)
     assert [(r["number"], r["current"], r["state"]) for r in rows] == [
         (1, False, "successful"), (2, True, "successful")]
-    text = run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml")).stdout
+    text = run_cli("generations", "-c", str(gateway.manifest_path)).stdout
     assert any(line.startswith("*") and deployment_id in line for line in text.splitlines()), text
-    status = run_cli("deploy", "status", "-c", str(gateway.tmp_path / "gw1.toml"))
+    status = run_cli("deploy", "status", "-c", str(gateway.manifest_path))
     assert f"deployment {deployment_id} (sequence 10): successful" in status.stdout, status.stdout + status.stderr
 
     added_pid = resource_pid(gateway.local, HOST, "added")
-    reload = run_cli("reload", "-c", str(gateway.tmp_path / "gw1.toml"))  # re-reads generation 2, not gw1.toml
+    reload = run_cli("reload", "-c", str(gateway.manifest_path))  # re-reads generation 2, not gw1.toml
     assert reload.returncode == 0 and "0 added, 0 removed, 0 restarted" in reload.stdout, reload.stdout + reload.stderr
     assert resource_pid(gateway.local, HOST, "added") == added_pid
 
-    rollback = run_cli("rollback", "-c", str(gateway.tmp_path / "gw1.toml"), timeout=60)
+    rollback = run_cli("rollback", "-c", str(gateway.manifest_path), timeout=60)
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
     assert "rolling back to generation 1" in rollback.stdout and "successful" in rollback.stdout
     back = gateway.states()[-1]
     assert back["state"] == "successful" and back["generation"] == 1, back
     gateway.local.wait_for(f"data/{HOST}/added_state", "", timeout=10)  # removed again
     assert resource_pid(gateway.local, HOST, "keep") == keep_pid
-    again = run_cli("rollback", "5", "-c", str(gateway.tmp_path / "gw1.toml"))
+    again = run_cli("rollback", "5", "-c", str(gateway.manifest_path))
     assert again.returncode == 1 and "no generation 5" in again.stderr, again.stderr
 
 
@@ -90,7 +87,7 @@ def test_a_new_resource_that_crashes_is_rolled_back(gateway: Gateway, key: Any) 
     assert done["generation"] == 1
     gateway.local.wait_for(f"data/{HOST}/added_state", "", timeout=10)  # the added resource is forgotten
     assert resource_pid(gateway.local, HOST, "keep") == keep_pid
-    rows = json.loads(run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json").stdout)
+    rows = json.loads(run_cli("generations", "-c", str(gateway.manifest_path), "--json").stdout)
     assert [(r["number"], r["current"], r["state"]) for r in rows] == [
         (1, True, "successful"), (2, False, "rolled-back")]
 
@@ -137,7 +134,7 @@ def test_every_rejection_is_counted_and_nothing_restarts(gateway: Gateway, key: 
     assert gateway.local.wait_until(health_count, 10)
     # The retained document comes again when the meta-resource reconnects: the barrier for "nothing more".
     gateway.push(first)
-    run_cli("rebirth", "all", "-c", str(gateway.tmp_path / "gw1.toml"))
+    run_cli("rebirth", "all", "-c", str(gateway.manifest_path))
     gateway.local.wait_for(f"data/{HOST}/deploy_rejected", str(len(cases)), timeout=10)
     assert gateway.states()[-1]["state"] == "rejected" and gateway.local.latest(f"data/{HOST}/deploy_rejected") == str(
         len(cases))
@@ -149,14 +146,7 @@ def test_killed_while_applying_starts_a_consistent_generation_and_says_which(gat
     payload, deployment_id = sign(key, gateway.manifest(ECHOER + ADDED, verify=60), 10)
     gateway.push(payload)
     gateway.wait_state(deployment_id, "verifying")
-    family = gateway.host.descendants()  # as systemd ends the whole cgroup of a killed service
-    gateway.host.signal(signal.SIGKILL)
-    gateway.host.wait()
-    for process in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    gateway.local.stop()
-    gateway.start()
+    gateway.kill_and_start_again()
     assert gateway.local is not None
     gateway.local.wait_until(lambda: any("restarted while deploying generation 2" in s["reason"]
                                          for s in gateway.states() if s["state"] == "verifying"), 15)
@@ -164,7 +154,7 @@ def test_killed_while_applying_starts_a_consistent_generation_and_says_which(gat
     assert "restarted while deploying generation 2" in resumed["reason"] and resumed["generation"] == 2, resumed
     gateway.host.wait_log("starting generation 2", timeout=5)
     assert resource_pid(gateway.local, HOST, "added") > 0  # the generation switched to runs whole
-    rows = json.loads(run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json").stdout)
+    rows = json.loads(run_cli("generations", "-c", str(gateway.manifest_path), "--json").stdout)
     assert [(r["number"], r["current"]) for r in rows] == [(1, False), (2, True)]
 
 
@@ -230,19 +220,12 @@ def test_killed_while_installing_runs_the_previous_generation_and_reports_the_de
                                       requirements=[requirement])
         gateway.push(payload)
         gateway.wait_state(deployment_id, "installing")
-        family = gateway.host.descendants()
-        gateway.host.signal(signal.SIGKILL)
-        gateway.host.wait()
-        for process in family:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        gateway.local.stop()
-        gateway.start()
+        gateway.kill_and_start_again()
         failed = gateway.wait_state(deployment_id, "failed")
         assert "stopped while installing generation 2; generation 1 runs" in failed["reason"], failed
         assert failed["generation"] == 1
         assert resource_pid(gateway.local, HOST, "keep") > 0
-        rows = json.loads(run_cli("generations", "-c", str(gateway.tmp_path / "gw1.toml"), "--json").stdout)
+        rows = json.loads(run_cli("generations", "-c", str(gateway.manifest_path), "--json").stdout)
         assert [(r["number"], r["current"]) for r in rows] == [(1, True)]  # the half-installed one is gone
         # The retained document is delivered again at the new connection: not tried again (it could kill sghost
         # again). Barrier: a newer deployment through the same topic is taken, and nothing came in between.
@@ -294,8 +277,7 @@ def test_a_rollout_that_fails_on_its_first_gateway_never_changes_the_others(
     )
 
     assert result.returncode == 1, result.stdout + result.stderr
-    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in (["gw1"], ["gw2"],
-                                                                                                   ["gw3"])}
+    rows = {cells[0]: line for line in result.stdout.splitlines() if (cells := line.split()) and cells[0] in gateways}
     assert "rolled-back" in rows["gw1"], result.stdout
     assert "not started" in rows["gw2"] and "not started" in rows["gw3"], result.stdout
     late = Recorder(central.host, central.port, ["gateways/+/command/+/deploy", "gateways/late/barrier"]).start()
@@ -305,7 +287,7 @@ def test_a_rollout_that_fails_on_its_first_gateway_never_changes_the_others(
     assert [m.topic for m in late.messages if m.topic.endswith("/deploy")] == ["gateways/gw1/command/gw1/deploy"]
     for name in ("gw2", "gw3"):
         assert resource_pid(gateways[name].local, name, "keep") == pids[name]
-        listed = run_cli("generations", "--json", "-c", str(gateways[name].directory / f"{name}.toml"))
+        listed = run_cli("generations", "--json", "-c", str(gateways[name].manifest_path))
         assert listed.returncode == 0, listed.stderr  # only the generation it started from: no deployment
         assert [(row["number"], row["id"]) for row in json.loads(listed.stdout)] == [(1, None)], listed.stdout
     assert resource_pid(gateways["gw1"].local, "gw1", "keep") == pids["gw1"]

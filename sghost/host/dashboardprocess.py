@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sghost.config.dashboard import DashboardConfig, shown_listen
+from sghost.health.reporting import Scheduler
 from sghost.process.oslevel import describe_exit, kill_group
 from sghost.process.pipes import ChildPipes, PipeHost, log_output
 from sghost.process.spec import ChildSpec
@@ -34,10 +35,6 @@ STABLE_AFTER = 60.0
 """A process that ran this long is restarted after RESPAWN_DELAY again, not after the grown delay."""
 
 log = logging.getLogger("sghost")
-
-
-class Scheduler(Protocol):
-    def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
 
 
 class DashboardHost(PipeHost, Protocol):

@@ -65,9 +65,9 @@ REJECTED_SIGNAL = "deploy_rejected"
 POLL_INTERVAL = 0.2
 """Seconds between looks at pip and at the resources while verifying."""
 START_GRACE = 30.0
+"""Seconds beyond verify_seconds an added or changed resource has to reach running at all."""
 REJECTION_LOG_INTERVAL = 60.0
 """Seconds between log lines about rejected documents (each is counted, and published, regardless)."""
-"""Seconds beyond verify_seconds an added or changed resource has to reach running at all."""
 
 log = logging.getLogger("sghost.deploy")
 

@@ -62,9 +62,10 @@ class EventFollowers:
         match event:
             case ResourceStateChanged(name=name, snapshot=snapshot, retiring=False):
                 self.state_changed(name, dict(snapshot))
-            case UplinkChanged() | MetaResourceConnected() | DeploymentProgress() | DesiredStateApplied():
-                self.publish({"event": HOST, "kind": event.kind})
-            case ResourceForgotten():
+            case (
+                UplinkChanged() | MetaResourceConnected() | DeploymentProgress() | DesiredStateApplied()
+                | ResourceForgotten()
+            ):
                 self.publish({"event": HOST, "kind": event.kind})
 
     def state_changed(self, resource: str, values: dict[str, Any]) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -52,14 +55,29 @@ class Gateway:
         return text
 
     def start(self, text: str | None = None) -> Gateway:
-        manifest = f"{self.name}.toml"
         if text is None:
-            text = (self.directory / manifest).read_text()
-        self.host = self.factory(text, name=manifest, directory=self.directory)
+            text = self.manifest_path.read_text()
+        self.host = self.factory(text, name=self.manifest_path.name, directory=self.directory)
         self.host.wait_log("embedded broker (mosquitto)", timeout=15)
         self.local = Recorder("127.0.0.1", self.port, ["data/#", "command/#"]).start()
         self.clients.append(self.local)
         return self
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / f"{self.name}.toml"
+
+    def kill_and_start_again(self) -> None:
+        """SIGKILL sghost and every process of its tree (as systemd ends a killed service's cgroup), then start it."""
+        assert self.host is not None and self.local is not None
+        family = self.host.descendants()
+        self.host.signal(signal.SIGKILL)
+        self.host.wait()
+        for process in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.local.stop()
+        self.start()
 
     def states(self) -> list[dict[str, Any]]:
         assert self.local is not None
