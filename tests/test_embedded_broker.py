@@ -86,3 +86,17 @@ def test_a_port_left_in_time_wait_by_the_last_run_can_be_used_again(tmp_path: Pa
     second = EmbeddedBroker(port, workdir=tmp_path / "second")
     second.start()
     second.stop()
+
+
+def test_a_free_port_is_not_one_an_outgoing_connection_can_take() -> None:
+    """A chosen port lies below the ephemeral range, so no client's local end can take it before it is bound."""
+    range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if not range_file.exists():
+        pytest.skip("no /proc/sys/net/ipv4/ip_local_port_range on this system")
+    ephemeral_low = int(range_file.read_text().split()[0])
+    ports = [free_port() for _ in range(20)]
+    assert len(set(ports)) == len(ports), ports
+    assert all(port < ephemeral_low for port in ports), (ports, ephemeral_low)
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

@@ -57,11 +57,51 @@ def find_mosquitto() -> str | None:
     return None
 
 
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_CHOSEN_PORT = 10000  # above every well-known broker port (1883, 4222, 5672, 8080)
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int] | None:
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port on ``host`` that nothing listens on right now."""
+    """Return a TCP port on ``host`` that nothing uses right now.
+
+    The port is chosen below the kernel's ephemeral range where there is room:
+    a port from that range can be taken, between this call and the caller's
+    ``bind``, as the local end of any outgoing connection (a resource connecting
+    to its broker, say). Ports already handed out by this process are not
+    handed out again.
+    """
+    import random
+
+    ephemeral = _ephemeral_range()
+    if ephemeral is not None and ephemeral[0] - _LOWEST_CHOSEN_PORT > 1000:
+        candidates = random.sample(range(_LOWEST_CHOSEN_PORT, ephemeral[0]), 200)
+        for port in candidates:
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
