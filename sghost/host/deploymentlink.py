@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sghost.config.checked import load_checked
 from sghost.config.deploy import load_trusted_keys
-from sghost.config.manifest import HostConfig, ManifestError, load_manifest
+from sghost.config.manifest import HostConfig, ManifestError
 from sghost.deploy.checkgen import TYPES_FILE, CheckProcess, type_versions
 from sghost.deploy.startup import StartPlan
 from sghost.host import deployments as deploy
+from sghost.host import desiredstate
 from sghost.host.eventstream import DeploymentProgress, DeploymentRejected, Event, MetaResourceSpawned
 
 if TYPE_CHECKING:
@@ -64,9 +64,11 @@ class DeploymentLink:
         """In this process; a generation with packages was checked with them when it was deployed."""
         path = self.supervisor.config.path
         try:
-            if site is None:
-                return deploy.CheckResult(load_checked(str(path), self.supervisor.registry, True, text=text))
-            return deploy.CheckResult(load_manifest(path, text=text))
+            registry = self.supervisor.registry
+            config = desiredstate.load(
+                path, registry, text=text, strict_types=True, types_checked_with_packages=site is not None
+            )
+            return deploy.CheckResult(config)
         except ManifestError as error:
             return deploy.CheckResult(None, str(error))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sghost.config.checked import load_checked
-from sghost.config.manifest import HostConfig
+from sghost.config.manifest import HostConfig, load_manifest
 from sghost.config.reloadplan import ReloadPlan, plan_reload
 from sghost.host.brokerlink import BrokerLink
 from sghost.host.eventstream import DesiredStateApplied, EventStream
@@ -26,15 +26,28 @@ from sghost.plugins import PluginRegistry
 log = logging.getLogger("sghost")
 
 
-def load(path: str | Path, registry: PluginRegistry, text: str | None = None) -> HostConfig:
+def load(
+    path: str | Path,
+    registry: PluginRegistry,
+    text: str | None = None,
+    *,
+    strict_types: bool = False,
+    types_checked_with_packages: bool = False,
+) -> HostConfig:
     """Read and check a manifest as a desired state; raises ``ManifestError`` naming every problem.
 
-    Types no plugin provides are not problems here: those resources become
-    ``fatal`` with the plugin's error, and the others run. ``text``, when
-    given, is read as if it were the file at ``path`` (a deployed generation's
-    manifest: its relative paths resolve against ``path``'s directory).
+    Types no plugin provides are not problems here unless ``strict_types``
+    (a deployment asks for it): those resources become ``fatal`` with the
+    plugin's error, and the others run. ``text``, when given, is read as if it
+    were the file at ``path`` (a deployed generation's manifest: its relative
+    paths resolve against ``path``'s directory). With
+    ``types_checked_with_packages`` (a generation that brought its own
+    packages, whose types and settings were checked in a process that imported
+    them) only the manifest itself is checked here.
     """
-    return load_checked(str(path), registry, strict_types=False, text=text)
+    if types_checked_with_packages:
+        return load_manifest(path, text=text)
+    return load_checked(str(path), registry, strict_types=strict_types, text=text)
 
 
 @dataclass(frozen=True)

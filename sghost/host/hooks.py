@@ -26,11 +26,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sghost.config.integrations import HooksConfig
+from sghost.health.reporting import Scheduler
 
 POLL_INTERVAL = 0.1
 """Seconds between checks of running hooks (only while some run)."""
@@ -43,10 +43,6 @@ _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_
 """Not handed on: a hook must not speak for sghost to systemd."""
 
 log = logging.getLogger("sghost")
-
-
-class Scheduler(Protocol):
-    def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
 
 
 @dataclass

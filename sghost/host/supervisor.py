@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sgframework.constants import PREFIX_COMMANDAVAILABLE
 from sgframework.topics import build_topic
 from sghost import __version__
-from sghost.config.manifest import HostConfig, ManifestError, load_manifest
+from sghost.config.manifest import HostConfig, ManifestError
 from sghost.deploy.startup import StartPlan
 from sghost.health.reporting import MetaResourceProcess
 from sghost.host import desiredstate, systemd
@@ -404,10 +404,12 @@ class Supervisor:
         generation = self.deployments.current if self.deployments is not None else None
         if generation is None:
             return desiredstate.load(self.config.path, self.registry)
-        text = generation.manifest_text()
-        if self.brokers.site_dir is not None:  # its types were checked with its packages when it was deployed
-            return load_manifest(self.config.path, text=text)
-        return desiredstate.load(self.config.path, self.registry, text=text)
+        return desiredstate.load(
+            self.config.path,
+            self.registry,
+            text=generation.manifest_text(),
+            types_checked_with_packages=self.brokers.site_dir is not None,
+        )
 
     def rollback(self, generation: int | None) -> tuple[bool, str]:
         """``sghost rollback [GENERATION]``: the same apply and verification as a deployment."""
