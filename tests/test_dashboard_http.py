@@ -112,6 +112,20 @@ def test_the_dashboard_runs_in_its_own_process_which_is_restarted_when_killed(re
     assert read_only.status()["resources"]["a"]["state"] == "running", "resources kept running"
 
 
+def test_a_hung_dashboard_process_is_killed_and_started_again(
+    host_factory: Callable[..., HostProcess], tmp_path: Path
+) -> None:
+    dashboard = start_dashboard(host_factory, tmp_path, RESOURCES, token=True, extra="watchdog = 2")
+    hung = dashboard.process()
+    hung.suspend()  # SIGSTOP: it still holds its port, but answers nothing and sends no heartbeat
+    dashboard.host.wait_log(
+        f"dashboard: no heartbeat for 2 s ([dashboard] watchdog); killing pid {hung.pid}", timeout=20
+    )
+    dashboard.host.wait_log(f"listening on http://127.0.0.1:{dashboard.port}", count=2, timeout=20)
+    assert dashboard.process().pid != hung.pid
+    assert dashboard.status()["resources"]["a"]["state"] == "running", "resources kept running"
+
+
 # ---------------------------------------------------------------- the token
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import select
+import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +19,13 @@ from sghost.config.dashboard import DashboardConfig
 from sghost.dashboard.history import CAPACITY, History, Ring
 from sghost.dashboard.hub import MAX_QUEUED, Hub, Subscriber
 from sghost.dashboard.link import ControlLink
+from sghost.dashboard.liveness import Turning, beat
 from sghost.dashboard.security import MAX_FAILURES, MAX_SESSIONS, Guard, host_name
-from sghost.host import eventfollowers
+from sghost.host import dashboardprocess, eventfollowers
 from sghost.host.control import FOLLOW, ControlServer, make_handler
+from sghost.host.dashboardprocess import DashboardProcess
 from sghost.host.eventfollowers import EventFollowers
+from sghost.process import events
 
 # ---------------------------------------------------------------- history
 
@@ -233,3 +240,94 @@ def test_a_status_document_the_hub_cannot_read_does_not_end_the_sampling(
         stop.set()
         thread.join(5)
         server.close()
+
+
+# ---------------------------------------------------------------- liveness
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    def send(self, kind: str, **fields: object) -> None:
+        self.kinds.append(kind)
+
+
+def test_a_heartbeat_goes_out_only_while_every_thread_turns() -> None:
+    clock, channel = Clock(), Sent()
+    threads = {"http": Turning(5.0, clock), "sampler": Turning(5.0, clock)}
+    assert beat(channel, threads) == [] and channel.kinds == [events.HEARTBEAT]
+    clock.now += 12.0  # past twice the period and the slack
+    threads["http"].turned()
+    assert beat(channel, threads) == ["sampler"]
+    assert channel.kinds == [events.HEARTBEAT], "no heartbeat while the sampler is stuck"
+    threads["sampler"].turned()
+    assert beat(channel, threads) == [] and channel.kinds == [events.HEARTBEAT] * 2
+
+
+class Timers:
+    def __init__(self) -> None:
+        self.due: list[Callable[[], Any]] = []
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> None:
+        self.due.append(callback)
+
+    def run_due(self) -> None:
+        due, self.due = self.due, []
+        for callback in due:
+            callback()
+
+
+class FakeHost:
+    def __init__(self) -> None:
+        self.timers = Timers()
+
+    def watch_pipes(self, pipes: object, fds: list[int]) -> None: ...
+    def unwatch_pipe(self, fd: int) -> None: ...
+    def spawn(self, owner: object, spec: object, fds: list[int]) -> None: ...
+
+
+def test_the_supervisor_kills_a_dashboard_silent_for_its_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, killed = Clock(), []
+    monkeypatch.setattr(dashboardprocess.time, "monotonic", clock)
+    monkeypatch.setattr(dashboardprocess, "kill_group", lambda pid, sig: killed.append((pid, sig)))
+    host = FakeHost()
+    handle = DashboardProcess(host, DashboardConfig(enabled=True, watchdog=2.0), "sock", "gw",  # type: ignore[arg-type]
+                              logging.getLogger("test"), lambda: False)
+    handle.spawned(4242)
+    clock.now += 10.0  # still within the start-up grace before the first heartbeat
+    host.timers.run_due()
+    handle.event({"kind": events.HEARTBEAT})
+    for _ in range(8):
+        clock.now += 0.5
+        handle.event({"kind": events.HEARTBEAT})
+        host.timers.run_due()
+    assert killed == [], "a dashboard that beats is left alone"
+    clock.now += 2.5
+    host.timers.run_due()
+    assert killed == [(4242, signal.SIGKILL)]
+    assert host.timers.due == [], "one kill, no more checks for that pid"
+
+
+def test_a_dashboard_that_never_beats_is_killed_after_the_start_up_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, killed = Clock(), []
+    monkeypatch.setattr(dashboardprocess.time, "monotonic", clock)
+    monkeypatch.setattr(dashboardprocess, "kill_group", lambda pid, sig: killed.append(pid))
+    host = FakeHost()
+    handle = DashboardProcess(host, DashboardConfig(enabled=True, watchdog=2.0), "sock", "gw",  # type: ignore[arg-type]
+                              logging.getLogger("test"), lambda: False)
+    handle.spawned(7)
+    clock.now += dashboardprocess.STARTUP_GRACE - 1
+    host.timers.run_due()
+    assert killed == []
+    clock.now += 2
+    host.timers.run_due()
+    assert killed == [7]

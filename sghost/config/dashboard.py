@@ -43,6 +43,8 @@ class DashboardConfig:
     """Whether the page and the API may start, stop and restart resources."""
     hosts: tuple[str, ...] = ()
     """Host names (besides the listen address) a browser may use to reach the page: the Host header check."""
+    watchdog: float = 30.0
+    """Seconds without a heartbeat from the page's process before it is killed and started again; 0 = off."""
 
     @property
     def loopback(self) -> bool:
@@ -135,6 +137,7 @@ _PARSERS: dict[str, p.Parser] = {
     "certificate_directory": p.file_path,
     "control": p.boolean,
     "hosts": _hosts,
+    "watchdog": p.number(0, strict=False),
 }
 
 

@@ -666,6 +666,7 @@ _EXAMPLE = """\
 # certificate_directory = "certs/dashboard"  # (unset by default) TLS: public_certificate.pem, private_key.pem
 # control = false               # true: start, stop and restart buttons (and POST in the API)
 # hosts = ["gateway.local"]     # (none by default) names a browser may use besides the listen address
+# watchdog = 30.0               # seconds without a heartbeat before the page's process is restarted; 0 = off
 
 # [hooks]                       # programs run on state changes: argv arrays, no shell; each unset by default
 # on_state = ["/usr/local/bin/notify", "--flag"]  # every state change of a resource

@@ -12,8 +12,10 @@ from sgframework.constants import CERTFILE, KEYFILE
 from sghost.config.dashboard import DashboardConfig, shown_listen
 from sghost.dashboard.hub import Hub
 from sghost.dashboard.link import ControlLink
+from sghost.dashboard.liveness import EventSender, Turning, beat, heartbeat_interval
 from sghost.dashboard.security import Guard
 from sghost.dashboard.server import DashboardServer
+from sghost.process import events
 
 EXIT_CONFIG = 2
 log = logging.getLogger("sghost.dashboard")
@@ -30,8 +32,12 @@ def tls_context(config: DashboardConfig) -> ssl.SSLContext | None:
     return context
 
 
-def serve(config: DashboardConfig, control_socket: str, host_name: str) -> int:
-    """Run the dashboard until SIGTERM (blocked in this process since its fork, so sigwait takes it)."""
+def serve(config: DashboardConfig, control_socket: str, host_name: str, channel: EventSender | None = None) -> int:
+    """Run the dashboard until SIGTERM (blocked in this process since its fork, so sigwait takes it).
+
+    With ``channel`` (the events pipe to the supervisor) and ``config.watchdog``
+    set, heartbeats go out on it while the server and the sampler turn.
+    """
     where = shown_listen(config)
     try:
         token = config.read_token()
@@ -57,10 +63,27 @@ def serve(config: DashboardConfig, control_socket: str, host_name: str) -> int:
         return EXIT_CONFIG
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # in every thread: sigwait below takes it
     hub.start()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 5.0}, name="http", daemon=True).start()
+    threading.Thread(target=server.serve, name="http", daemon=True).start()
     scheme = "https" if context is not None else "http"
+    beating = channel if config.watchdog > 0 else None
+    if beating is not None:
+        beating.send(events.HEARTBEAT)  # the first, before the line below: the start-up grace ends with it
     log.info("listening on %s://%s", scheme, where)
-    signal.sigwait({signal.SIGTERM})
+    if beating is None:
+        signal.sigwait({signal.SIGTERM})
+    else:
+        _beat_until_sigterm(beating, heartbeat_interval(config.watchdog),
+                            {"http": server.loop_turning, "sampler": hub.sampler_turning})
     hub.stop()
     server.server_close()
     return 0
+
+
+def _beat_until_sigterm(channel: EventSender, interval: float, threads: dict[str, Turning]) -> None:
+    """Send heartbeats every ``interval`` while no thread is stuck; return on SIGTERM."""
+    reported: list[str] = []
+    while signal.sigtimedwait({signal.SIGTERM}, interval) is None:
+        stuck = beat(channel, threads)
+        if stuck and stuck != reported:
+            log.error("the %s thread has not turned for a while: no heartbeat until it does", " and ".join(stuck))
+        reported = stuck

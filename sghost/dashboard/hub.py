@@ -19,6 +19,7 @@ from typing import Any
 
 from sghost.dashboard.history import SAMPLE_INTERVAL, History
 from sghost.dashboard.link import ControlLink
+from sghost.dashboard.liveness import Turning
 from sghost.process.controlwire import ControlError
 
 MAX_SUBSCRIBERS = 16
@@ -74,6 +75,8 @@ class Hub:
         self._fetch_lock = threading.Lock()
         self._stop = threading.Event()
         self._sample_failure = ""
+        self.sampler_turning = Turning(sample_interval)
+        """The sampler's progress, for the process's heartbeat (sghost.dashboard.liveness)."""
 
     def start(self) -> None:
         threading.Thread(target=self._sample_forever, name="sampler", daemon=True).start()
@@ -139,6 +142,7 @@ class Hub:
                 if repr(error) != self._sample_failure:  # logged once, not every 5 s
                     log.exception("sampling the host's status failed")
                 self._sample_failure = repr(error)
+            self.sampler_turning.turned()
             self._stop.wait(max(0.0, self.sample_interval - (time.monotonic() - started)))
 
     # ------------------------------------------------------------ events

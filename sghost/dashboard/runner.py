@@ -14,4 +14,4 @@ def run_dashboard(spec: Any, registry: object, channel: object, inbound_fds: lis
     from sghost.dashboard.app import serve
 
     settings = spec.settings
-    return serve(settings["config"], settings["control_socket"], settings["host"])
+    return serve(settings["config"], settings["control_socket"], settings["host"], channel)

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sghost.config.dashboard import DashboardConfig
 from sghost.dashboard.history import HISTORY_SECONDS
 from sghost.dashboard.hub import Hub, sse
+from sghost.dashboard.liveness import Turning
 from sghost.dashboard.security import HEADERS, Guard
 from sghost.process.controlwire import ControlError
 
@@ -48,6 +49,8 @@ KEEPALIVE = 15.0
 REQUEST_TIMEOUT = 20.0
 """Seconds a client may take to send its request, and to take each part of the answer."""
 HANDSHAKE_TIMEOUT = 10.0
+POLL_INTERVAL = 5.0
+"""The accept loop turns at least this often when idle (shown by the heartbeat)."""
 COMMANDS = ("restart", "stop", "start")
 STATIC = {
     "app.js": "text/javascript; charset=utf-8",
@@ -90,6 +93,17 @@ class DashboardServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.log_followers = threading.BoundedSemaphore(MAX_LOG_FOLLOWERS)
         self.files = {name: _package_file(name) for name in (*STATIC, *PAGES)}
+        self.loop_turning = Turning(POLL_INTERVAL)
+        """The accept loop's progress, for the process's heartbeat (sghost.dashboard.liveness)."""
+
+    def serve(self) -> None:
+        """The accept loop (on its own thread), until ``shutdown()``."""
+        self.serve_forever(poll_interval=POLL_INTERVAL)
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` after every select, at least every POLL_INTERVAL."""
+        super().service_actions()
+        self.loop_turning.turned()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):

@@ -5,7 +5,9 @@ meta-resource (:data:`RUNNER`, docs/dashboard.md), so a slow or hung browser
 never touches the supervisor's loop. That process gets everything it shows
 through the local control socket, as ``sghost status`` and ``sghost logs`` do.
 If it dies it is started again, after 1 s, doubling up to a minute while it
-keeps dying quickly (a port taken by another program, for example).
+keeps dying quickly (a port taken by another program, for example). If it
+hangs (it sends no heartbeat for ``[dashboard] watchdog`` seconds, see
+:mod:`sghost.dashboard.liveness`), it is killed and started again the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 
 from sghost.config.dashboard import DashboardConfig, shown_listen
 from sghost.health.reporting import Scheduler
+from sghost.process import events
 from sghost.process.oslevel import describe_exit, kill_group
 from sghost.process.pipes import ChildPipes, PipeHost, log_output
 from sghost.process.spec import ChildSpec
@@ -33,6 +36,8 @@ RESPAWN_DELAY = 1.0
 MAX_RESPAWN_DELAY = 60.0
 STABLE_AFTER = 60.0
 """A process that ran this long is restarted after RESPAWN_DELAY again, not after the grown delay."""
+STARTUP_GRACE = 30.0
+"""Seconds a new process has for its first heartbeat (importing the web server on a slow board), at least."""
 
 log = logging.getLogger("sghost")
 
@@ -70,6 +75,8 @@ class DashboardProcess:
         self._pending = False
         """A spawn was asked for, or a respawn is scheduled."""
         self._replacing = False
+        self._last_heartbeat: float | None = None
+        """When the running process last showed life; None until its first heartbeat."""
 
     @property
     def name(self) -> str:
@@ -110,6 +117,31 @@ class DashboardProcess:
         self._pending = False
         self.pid = pid
         self._started_at = time.monotonic()
+        self._last_heartbeat = None
+        self._watch(pid)
+
+    def _watch(self, pid: int) -> None:
+        """Check the running process for a heartbeat four times per ``watchdog`` (off when it is 0)."""
+        watchdog = self.config.watchdog
+        if watchdog <= 0:
+            return
+
+        def check() -> None:
+            if self.pid != pid or self.stopping():
+                return  # it ended, or another process runs now with its own check
+            if self._silent_for(watchdog):
+                log.error("dashboard: no heartbeat for %g s ([dashboard] watchdog); killing pid %s", watchdog, pid)
+                kill_group(pid, signal.SIGKILL)  # exited() starts it again
+                return
+            self.host.timers.call_later(watchdog / 4, check)
+
+        self.host.timers.call_later(watchdog / 4, check)
+
+    def _silent_for(self, watchdog: float) -> bool:
+        now = time.monotonic()
+        if self._last_heartbeat is None:
+            return now - self._started_at > max(watchdog, STARTUP_GRACE)
+        return now - self._last_heartbeat > watchdog
 
     def spawn_failed(self, error: str) -> None:
         log.error("dashboard: cannot start its process: %s", error)
@@ -150,4 +182,6 @@ class DashboardProcess:
         log_output(self.output, NAME, stream, line)
 
     def event(self, event: dict[str, Any]) -> None:
-        """The process sends no events; its events pipe only tells when it ends."""
+        """The process sends heartbeats only (and its events pipe tells when it ends)."""
+        if event.get("kind") == events.HEARTBEAT:
+            self._last_heartbeat = time.monotonic()
