@@ -176,11 +176,10 @@ def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> 
     recorder.wait_for("data/gw7/one_state", "running", timeout=10)
     recorder.wait_for("commandavailable/gw7/restart", "True")
     recorder.publish("command/gw7/stop", "one")
-    recorder.wait_for("data/gw7/stop", "stop: one")
-    recorder.wait_for("data/gw7/one_state", "stopped")
+    stop = recorder.wait_for("data/gw7/stop", "stop: one")
+    stopped = recorder.wait_for("data/gw7/one_state", "stopped", after=stop.at)
     recorder.publish("command/gw7/start", "one")
     recorder.wait_for("data/gw7/start", "start: one")
-    stopped = recorder.wait_for("data/gw7/one_state", "stopped")
     recorder.wait_for("data/gw7/one_state", "running", after=stopped.at)
     recorder.publish("command/gw7/restart", "nosuch")
     answer = recorder.wait_for("data/gw7/restart")
@@ -189,6 +188,25 @@ def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> 
     assert recorder.latest("data/gw7/two_restarts") == "0", "an unknown name changes nothing"
     restarts = {name: r["restarts"] for name, r in health_document(recorder, "gw7")["resources"].items()}
     assert restarts == {"one": 1, "two": 0}, "one was started again once (by 'start'); 'nosuch' restarted nothing"
+
+
+def test_a_start_while_stopping_starts_it_again_once_it_has_ended(mosquitto, mqtt_recorder, host_factory) -> None:
+    recorder: Recorder = mqtt_recorder(mosquitto)
+    host = host_factory(manifest_text(
+        mosquitto, '[resources.hung]\ntype = "hanger"\nstop_timeout = 3.0\n', host="gw15",
+        host_extra="remote_control = true\n",
+    ))
+    first = recorder.wait_for("data/gw15/hung_state", "running", timeout=10)
+    recorder.wait_for("resourceavailable/hung/presence", "True")
+    recorder.publish("command/hung/hang", "now")
+    host.wait_log("hanging forever")  # SIGTERM cannot end it now: it stays stopping until stop_timeout
+    recorder.publish("command/gw15/stop", "hung")
+    stopping = recorder.wait_for("data/gw15/hung_state", "stopping", after=first.at)
+    recorder.publish("command/gw15/start", "hung")
+    recorder.wait_for("data/gw15/start", "start: hung")
+    stopped = recorder.wait_for("data/gw15/hung_state", "stopped", after=stopping.at, timeout=10)
+    recorder.wait_for("data/gw15/hung_state", "running", after=stopped.at, timeout=10)
+    recorder.wait_for("data/gw15/hung_restarts", "1")
 
 
 def test_remote_control_is_off_by_default(mosquitto, mqtt_recorder, host_factory) -> None:

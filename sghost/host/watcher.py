@@ -90,7 +90,18 @@ class Watcher:
     # ------------------------------------------------------------- commands
 
     def start(self) -> None:
-        """Start the process unless it is already (being) started."""
+        """Start the process unless it is already (being) started.
+
+        Asked while a stop is under way, the start is not lost: a process still
+        being spawned is kept, and one that is stopping starts again once it
+        has ended (as a restart does).
+        """
+        if self._stop_wanted and self._spawn_pending:
+            self._stop_wanted = False  # spawned() would have terminated it
+            return
+        if self._stop_wanted and self.pid is not None:
+            self._restart_wanted = True  # _after_end starts it again
+            return
         if self.pid is not None or self._spawn_pending:
             return
         self._cancel_timer()
