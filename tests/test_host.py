@@ -118,7 +118,7 @@ def test_sigterm_stops_everything_cleanly(mosquitto, mqtt_recorder, host_factory
     for name in ("alpha", "beta", "gamma", "sghost"):
         recorder.wait_for(f"resourceavailable/{name}/presence", "False", after=started.at)
     for name in ("alpha", "beta", "gamma"):
-        recorder.wait_for(f"data/sghost/{name}_state", "stopped")
+        recorder.wait_for(f"data/sghost/{name}_state", "stopped", after=started.at)
     assert wait_until(lambda: all_gone(family), 3), "no process is left"
 
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,9 @@ def test_status_restart_stop_start_through_the_local_socket(mosquitto, mqtt_reco
     recorder.wait_until(lambda: recorder.latest("data/ctl/one_pid") not in (str(old_pid), "0"), 10)
     recorder.wait_for("data/ctl/one_restarts", "1")
 
+    asked = time.monotonic()  # the recorder's clock: "stopped" was also the state before the first start
     assert run_cli("stop", "one", "-c", manifest, env=env).returncode == 0
-    stopped = recorder.wait_for("data/ctl/one_state", "stopped")
+    stopped = recorder.wait_for("data/ctl/one_state", "stopped", after=asked)
     assert run_cli("start", "one", "-c", manifest, env=env).returncode == 0
     recorder.wait_for("data/ctl/one_state", "running", after=stopped.at)
 

@@ -86,8 +86,8 @@ def test_reload_turns_remote_control_on_without_touching_the_resources(
     recorder.wait_for("commandavailable/rl1/stop", "True", timeout=10)
     recorder.wait_for("resourceavailable/rl1/presence", "True", after=online.at)
     recorder.publish("command/rl1/stop", "two")
-    recorder.wait_for("data/rl1/stop", "stop: two")
-    recorder.wait_for("data/rl1/two_state", "stopped")
+    stop = recorder.wait_for("data/rl1/stop", "stop: two")
+    recorder.wait_for("data/rl1/two_state", "stopped", after=stop.at)
     assert recorder.latest("data/rl1/one_pid") == str(one_pid), "the other resources keep their processes"
     host.wait_log("remote control is on")
 
