@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from hostharness import HostProcess, manifest_text, resource_pid, run_cli, wait_health_documents, wait_until
@@ -175,9 +176,10 @@ def test_remote_control_when_enabled(mosquitto, mqtt_recorder, host_factory) -> 
     host_factory(manifest_text(mosquitto, TWO, host="gw7", host_extra="remote_control = true\n"))
     recorder.wait_for("data/gw7/one_state", "running", timeout=10)
     recorder.wait_for("commandavailable/gw7/restart", "True")
+    asked = time.monotonic()  # the recorder's clock; "stopped" was also one's state before its first start
     recorder.publish("command/gw7/stop", "one")
-    stop = recorder.wait_for("data/gw7/stop", "stop: one")
-    stopped = recorder.wait_for("data/gw7/one_state", "stopped", after=stop.at)
+    recorder.wait_for("data/gw7/stop", "stop: one")
+    stopped = recorder.wait_for("data/gw7/one_state", "stopped", after=asked)
     recorder.publish("command/gw7/start", "one")
     recorder.wait_for("data/gw7/start", "start: one")
     recorder.wait_for("data/gw7/one_state", "running", after=stopped.at)

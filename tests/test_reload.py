@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import time
 from pathlib import Path
 
 from hostharness import manifest_text, resource_pid, wait_health_documents, wait_until
@@ -85,9 +86,10 @@ def test_reload_turns_remote_control_on_without_touching_the_resources(
     host.wait_log("0 restarted, 2 untouched; rl1 reconnects with the new settings")
     recorder.wait_for("commandavailable/rl1/stop", "True", timeout=10)
     recorder.wait_for("resourceavailable/rl1/presence", "True", after=online.at)
+    asked = time.monotonic()  # the recorder's clock; "stopped" was also two's state before its first start
     recorder.publish("command/rl1/stop", "two")
-    stop = recorder.wait_for("data/rl1/stop", "stop: two")
-    recorder.wait_for("data/rl1/two_state", "stopped", after=stop.at)
+    recorder.wait_for("data/rl1/stop", "stop: two")
+    recorder.wait_for("data/rl1/two_state", "stopped", after=asked)
     assert recorder.latest("data/rl1/one_pid") == str(one_pid), "the other resources keep their processes"
     host.wait_log("remote control is on")
 
