@@ -13,14 +13,20 @@ resource runs the new code. A process whose plugins already match costs nothing.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sghost.plugins import PluginRegistry
+
+if TYPE_CHECKING:
+    import importlib.metadata
+
+# importlib.metadata (with zipfile, csv and email, about 5 ms) is imported where a generation's
+# site is read: this module is in the zygote, which every resource process starts from.
 
 log = logging.getLogger("sghost.generationsite")
 
@@ -57,6 +63,8 @@ def registry_for_site(registry: PluginRegistry, site: str | None) -> PluginRegis
         return registry
     if site not in sys.path:
         sys.path.insert(0, site)
+    import importlib.metadata
+
     distributions = list(importlib.metadata.distributions(path=[site]))
     loaded = {(_normalized(info.distribution), info.version) for info in registry.plugins if info.distribution}
     modules = set().union(*(_top_level_modules(d) for d in distributions)) if distributions else set()
