@@ -234,10 +234,14 @@ class MetaResourceProcess:
         self._send(msg.Forget(op=msg.FORGET, name=resource_name))
 
     def _send(self, message: msg.MetaMessage) -> None:
+        """Queue ``message``; the host calls :meth:`flush` at the end of its loop's turn.
+
+        So the updates of one turn (20 resources starting, a health sample) go
+        in one write and wake the process once, not once per message.
+        """
         if self.pipes.inbound is None:
             return  # between a crash and the respawn; meta_resource_spawned() sends everything again
         self._backlog += msg.encode(message)
-        self.flush()
 
     def check(self) -> None:
         """Called at every tick: write what waits, and replace a process whose main loop is stuck."""

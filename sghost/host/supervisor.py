@@ -211,6 +211,8 @@ class Supervisor:
     def _after_each_turn(self) -> None:
         if self._stopping:
             self._finish_if_stopped()
+        if self.meta_resource is not None:
+            self.meta_resource.flush()  # what this turn queued for it, in one write
 
     def _signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
